@@ -159,13 +159,12 @@ export function entrySize(e: Entry): number {
   return e.data.length + 24;
 }
 
-/** Messages a node sends to itself are handled in place; these are the ones that cross the network. */
+/** Answers to a node's own requests (meaningless from a node outside the configuration). */
 export function isResponseType(t: MessageType): boolean {
   return (
     t === MessageType.AppResp ||
     t === MessageType.VoteResp ||
     t === MessageType.HeartbeatResp ||
-    t === MessageType.Unreachable ||
     t === MessageType.PreVoteResp ||
     t === MessageType.ReadIndexResp
   );

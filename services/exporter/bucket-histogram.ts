@@ -39,6 +39,14 @@ export class BucketHistogram extends Histogram<string> {
     this.series.push({ labels, histogram });
   }
 
+  /**
+   * prom-client's registry renders histograms through this (undocumented, untyped) method when
+   * it exists, and get() otherwise; both must report our buckets.
+   */
+  async getForPromString(): Promise<HistogramGet> {
+    return this.get();
+  }
+
   override async get(): Promise<HistogramGet> {
     const name = this.familyName;
     const values: HistogramValue[] = [];

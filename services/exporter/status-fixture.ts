@@ -142,6 +142,8 @@ export interface StatusServer {
   mode: StatusMode;
   /** GET /status requests seen (all modes). */
   requests: number;
+  /** TCP connections accepted (keep-alive reuses one across requests). */
+  connections: number;
   close(): Promise<void>;
 }
 
@@ -155,6 +157,7 @@ export async function startStatusServer(document: StatusDocument, opts: { port?:
     document,
     mode: "ok",
     requests: 0,
+    connections: 0,
     close: async () => {
       for (const res of hanging) res.destroy();
       for (const s of sockets) s.destroy();
@@ -191,6 +194,7 @@ export async function startStatusServer(document: StatusDocument, opts: { port?:
     }
   });
   server.on("connection", (s: Socket) => {
+    state.connections++;
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
   });

@@ -6,9 +6,13 @@ import { clusterDocuments, makeStatusDocument } from "./status-fixture.js";
 
 const leader = (): StatusDocument => clusterDocuments()[0]!;
 
+// These tests break documents on purpose, reaching anywhere into them: untyped on purpose.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Loose = Record<string, any>;
+
 /** A mutable deep copy as plain JSON, to break on purpose. */
-function json(doc: StatusDocument = leader()): Record<string, any> {
-  return JSON.parse(JSON.stringify(doc)) as Record<string, any>;
+function json(doc: StatusDocument = leader()): Loose {
+  return JSON.parse(JSON.stringify(doc)) as Loose;
 }
 
 function rejects(value: unknown, pathAndReason: RegExp): void {
@@ -87,7 +91,7 @@ describe("status document validation", () => {
   });
 
   it("rejects wrong types: numbers as strings, null objects, booleans as strings", () => {
-    const cases: Array<[(d: Record<string, any>) => void, RegExp]> = [
+    const cases: Array<[(d: Loose) => void, RegExp]> = [
       [(d) => (d.term = "3"), /^term: must be a finite number, got the string "3"$/],
       [(d) => (d.commitIndex = null), /^commitIndex: must be a finite number, got null$/],
       [(d) => (d.nodeId = 7), /^nodeId: must be a string, got the number 7$/],
@@ -110,7 +114,7 @@ describe("status document validation", () => {
   });
 
   it("rejects impossible values: negative or fractional terms and indexes, empty ids, negative sizes", () => {
-    const cases: Array<[(d: Record<string, any>) => void, RegExp]> = [
+    const cases: Array<[(d: Loose) => void, RegExp]> = [
       [(d) => (d.term = -1), /^term: must be >= 0, got -1$/],
       [(d) => (d.appliedIndex = 1.5), /^appliedIndex: must be an integer, got 1.5$/],
       [(d) => (d.commitIndex = 2 ** 60), /^commitIndex: must be an integer/],
@@ -150,7 +154,7 @@ describe("status document validation", () => {
   });
 
   it("rejects histograms Prometheus could not have produced", () => {
-    const cases: Array<[(h: Record<string, any>) => void, RegExp]> = [
+    const cases: Array<[(h: Loose) => void, RegExp]> = [
       [(h) => h.counts.pop(), /counts: must have one count per bucket/],
       [(h) => (h.buckets[3] = h.buckets[2]), /buckets\[3\]: bounds must be strictly ascending/],
       [(h) => h.buckets.reverse(), /buckets\[1\]: bounds must be strictly ascending/],

@@ -142,11 +142,11 @@ function ignored(patterns: string[], path: string): boolean {
         p
           .replace(/\/$/, "")
           .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-          .replace(/\*\*\//g, "\u0000")
+          .replace(/\*\*\//g, "\uffff")
           .replace(/\*\*/g, ".*")
           .replace(/\*/g, "[^/]*")
           .replace(/\?/g, "[^/]")
-          .replace(/\u0000/g, "(.*/)?") +
+          .replace(/\uffff/g, "(.*/)?") +
         "(/.*)?$",
     );
   let result = false;

@@ -1,0 +1,196 @@
+// Every acknowledged write survives SIGKILL. A child process (crash-child.ts) appends with group
+// commit and reports each batch only after save() resolved; we kill it at random moments,
+// reopen the directory, and check that the log holds exactly the acknowledged state (or that
+// plus the one batch in flight, possibly cut short), intact, contiguous, with non-decreasing
+// terms; that the commit index and snapshots never go back; then start the next child on it.
+
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { after, describe, it } from "node:test";
+import { DiskStorage } from "../../services/node/storage/disk-storage.js";
+import { CapturingLogger, payload, sameBytes, tempDir } from "../../services/node/storage/testutil.js";
+import { CRASH_OPTIONS, snapshotPayload } from "./crash-shared.js";
+
+const KILLS = Number(process.env.CRASH_KILLS ?? 50);
+const WORKERS = 2;
+const CHILD = fileURLToPath(new URL("./crash-child.ts", import.meta.url));
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+const cleanups: Array<() => void> = [];
+after(() => cleanups.forEach((c) => c()));
+
+interface Intent {
+  start: number;
+  end: number;
+  term: number;
+  commit: number;
+}
+
+/** What the parent knows was made durable: index -> term for the live log, plus commit and snapshot. */
+class Model {
+  terms = new Map<number, number>();
+  last = 0;
+  commit = 0;
+  snapshot = 0;
+
+  apply(it: Intent, upTo = it.end): Map<number, number> {
+    const t = new Map(this.terms);
+    for (const i of [...t.keys()]) if (i >= it.start) t.delete(i);
+    for (let i = it.start; i <= upTo; i++) t.set(i, it.term);
+    return t;
+  }
+}
+
+function rng(seed: number): (n: number) => number {
+  let x = seed >>> 0 || 1;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
+interface RunResult {
+  signal: NodeJS.Signals | null;
+  code: number | null;
+  stderr: string;
+  intent: Intent | null;
+  acked: number;
+  ready: { last: number; commit: number } | null;
+  readyMismatch?: string;
+}
+
+/** Runs one child on dir, kills it after a random delay, and folds what it acknowledged into the model. */
+function runChild(dir: string, seed: number, model: Model, pick: (n: number) => number): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", CHILD, dir, String(seed)], {
+      cwd: ROOT,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    const res: RunResult = { signal: null, code: null, stderr: "", intent: null, acked: 0, ready: null };
+    const kill = () => child.kill("SIGKILL");
+    // Usually kill while it appends; sometimes while it is still recovering.
+    let timer: NodeJS.Timeout | null = pick(8) === 0 ? setTimeout(kill, 150 + pick(400)) : null;
+    const hardStop = setTimeout(kill, 20_000);
+    child.stderr!.on("data", (b: Buffer) => (res.stderr += b.toString()));
+    const lines = createInterface({ input: child.stdout! });
+    lines.on("line", (line) => {
+      const [kind, ...rest] = line.split(" ");
+      const n = rest.map(Number);
+      if (kind === "ready") {
+        res.ready = { last: n[0], commit: n[1] };
+        // The child must recover exactly the state the last check saw.
+        if (res.ready.last !== model.last || res.ready.commit !== model.commit) {
+          res.readyMismatch = `child recovered last ${res.ready.last} commit ${res.ready.commit}, the check saw last ${model.last} commit ${model.commit}`;
+        }
+        if (timer === null) timer = setTimeout(kill, 5 + pick(150));
+      } else if (kind === "intent") {
+        res.intent = { start: n[0], end: n[1], term: n[2], commit: n[3] };
+      } else if (kind === "ack") {
+        const it = res.intent!;
+        model.terms = model.apply(it);
+        model.last = it.end;
+        model.commit = it.commit;
+        res.intent = null;
+        res.acked++;
+      } else if (kind === "snap") {
+        model.snapshot = Math.max(model.snapshot, n[0]);
+      }
+    });
+    child.on("error", reject);
+    child.on("close", (code, signal) => {
+      if (timer) clearTimeout(timer);
+      clearTimeout(hardStop);
+      res.code = code;
+      res.signal = signal;
+      resolve(res);
+    });
+  });
+}
+
+/** Checks the directory against the model; returns whether recovery cut off a torn record. */
+async function verify(dir: string, model: Model, inFlight: Intent | null): Promise<boolean> {
+  const log = new CapturingLogger();
+  const s = await DiskStorage.open(dir, { ...CRASH_OPTIONS, logger: log });
+  try {
+    const first = s.firstIndex();
+    const last = s.lastIndex();
+    const snap = s.snapshot().meta;
+    const hs = s.initialState().hardState;
+    assert.ok(first - 1 <= snap.index, `log starts at ${first} but the snapshot is at ${snap.index}`);
+    assert.ok(snap.index >= model.snapshot, `snapshot ${snap.index} went back from acknowledged ${model.snapshot}`);
+    assert.ok(hs.commit >= model.commit, `commit ${hs.commit} went back from acknowledged ${model.commit}`);
+    if (snap.index > 0) assert.ok(sameBytes(await s.readSnapshotData(), snapshotPayload(snap.index)), `snapshot ${snap.index} intact`);
+
+    const disk = new Map<number, number>();
+    let prevTerm = s.term(first - 1);
+    for (const e of first <= last ? s.entries(first, last + 1, Infinity) : []) {
+      assert.ok(sameBytes(e.data, payload(e.index, e.term, e.data.length)), `entry ${e.index} intact`);
+      assert.ok(e.term >= prevTerm, `terms go down at ${e.index}: ${prevTerm} -> ${e.term}`);
+      prevTerm = e.term;
+      disk.set(e.index, e.term);
+    }
+
+    // The disk holds the acknowledged state, or that plus a prefix of the batch in flight.
+    const candidates: Array<{ name: string; last: number; terms: Map<number, number> }> = [{ name: "acknowledged", last: model.last, terms: model.terms }];
+    if (inFlight) {
+      for (let m = inFlight.start; m <= inFlight.end; m++) {
+        candidates.push({ name: `in-flight batch up to ${m}`, last: m, terms: model.apply(inFlight, m) });
+      }
+    }
+    const matches = (c: (typeof candidates)[number]) => {
+      if (c.last !== last) return false;
+      for (const [i, t] of disk) if (c.terms.has(i) && c.terms.get(i) !== t) return false;
+      for (const [i, t] of c.terms) if (i >= first && disk.get(i) !== t) return false;
+      return true;
+    };
+    const hit = candidates.find(matches);
+    if (!hit) {
+      const show = (m: Map<number, number>) => [...m].filter(([i]) => i >= Math.max(first, last - 12)).map(([i, t]) => `${i}:${t}`).join(" ");
+      assert.fail(
+        `the log after the crash is neither the acknowledged state nor it plus the in-flight batch.\n` +
+          `disk [${first}..${last}] tail: ${show(disk)}\nacknowledged last ${model.last}: ${show(model.terms)}\n` +
+          `in flight: ${JSON.stringify(inFlight)}\nwarnings: ${JSON.stringify(log.at("warn"))}`,
+      );
+    }
+    // The disk is the truth the next child starts from.
+    model.terms = new Map([...disk]);
+    model.last = last;
+    model.commit = hs.commit;
+    model.snapshot = snap.index;
+    return log.at("warn").some((l) => /torn record/.test(l.msg));
+  } finally {
+    await s.close();
+  }
+}
+
+describe("crash safety with real processes", () => {
+  it(`keeps every acknowledged entry through ${KILLS} SIGKILLs at random moments`, { timeout: 180_000 }, async () => {
+    const t0 = Date.now();
+    const stats = { kills: 0, acked: 0, tornRecoveries: 0 };
+    await Promise.all(
+      Array.from({ length: WORKERS }, async (_, w) => {
+        const t = tempDir(`crash${w}`);
+        cleanups.push(t.cleanup);
+        const model = new Model();
+        const pick = rng(1000 + w);
+        for (let k = w; k < KILLS; k += WORKERS) {
+          const res = await runChild(t.dir, 7919 * (k + 1), model, pick);
+          if (res.signal !== "SIGKILL") assert.fail(`child exited by itself (code ${res.code}, signal ${res.signal}):\n${res.stderr}`);
+          if (res.readyMismatch) assert.fail(res.readyMismatch);
+          stats.kills++;
+          stats.acked += res.acked;
+          if (await verify(t.dir, model, res.intent)) stats.tornRecoveries++;
+        }
+      }),
+    );
+    assert.equal(stats.kills, KILLS);
+    assert.ok(stats.acked > KILLS, `the children acknowledged ${stats.acked} batches in ${KILLS} runs`);
+    process.stderr.write(
+      `crash test: ${stats.kills} kills, ${stats.acked} acknowledged batches, ${stats.tornRecoveries} torn tails recovered, ${Date.now() - t0} ms\n`,
+    );
+  });
+});

@@ -123,9 +123,15 @@ process.once("exit", () => {
   for (const child of running) if (child.pid !== undefined && child.exitCode === null) child.kill("SIGKILL");
 });
 
+/** Prometheus durations take no fractions: 0.8 s is "800ms". */
+function duration(seconds: number): string {
+  const ms = Math.round(seconds * 1000);
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}
+
 function buildConfig(opts: StartPrometheusOptions): string {
   const interval = opts.scrapeIntervalSeconds ?? 1;
-  const timeout = opts.scrapeTimeoutSeconds ?? Math.round(interval * 0.8 * 1000) / 1000;
+  const timeout = opts.scrapeTimeoutSeconds ?? interval * 0.8;
   const scrapeConfigs = opts.scrapeConfigs ?? [
     {
       job_name: "raftkv",
@@ -134,7 +140,7 @@ function buildConfig(opts: StartPrometheusOptions): string {
     },
   ];
   return stringify({
-    global: { scrape_interval: `${interval}s`, scrape_timeout: `${timeout}s`, evaluation_interval: `${interval}s` },
+    global: { scrape_interval: duration(interval), scrape_timeout: duration(timeout), evaluation_interval: duration(interval) },
     rule_files: opts.ruleFiles ?? [],
     scrape_configs: scrapeConfigs,
   });
@@ -188,7 +194,9 @@ export async function startPrometheus(opts: StartPrometheusOptions = {}): Promis
     const stop = async () => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill("SIGTERM");
-        const done = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
+        let timer: NodeJS.Timeout | undefined;
+        const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 10_000)))]);
+        clearTimeout(timer);
         if (!done) {
           child.kill("SIGKILL");
           await exited;

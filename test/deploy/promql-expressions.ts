@@ -8,7 +8,10 @@
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parser } from "@prometheus-io/lezer-promql";
+import { pino } from "pino";
 import { parse as parseYaml } from "yaml";
+import { Exporter } from "../../services/exporter/exporter.js";
+import { clusterDocuments, startStatusServer } from "../../services/exporter/status-fixture.js";
 
 const REPO = resolve(import.meta.dirname, "../..");
 export const DASHBOARD_FILE = join(REPO, "grafana/dashboards/raftkv.json");
@@ -25,6 +28,8 @@ export interface PromQLExpression {
   query: string;
   /** Dashboard panels must show data on a healthy cluster; alert expressions are normally empty. */
   expectsData: boolean;
+  /** Labels the panel's legend shows ({{node_id}} -> "node_id"): each result series must carry them. */
+  legendLabels: string[];
 }
 
 /**
@@ -87,6 +92,7 @@ export function listPromQLExpressions(
           expr: t.expr,
           query: substituteGrafanaVariables(t.expr, variables),
           expectsData: true,
+          legendLabels: [...String(t.legendFormat ?? "").matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1]!),
         });
       }
     }
@@ -98,7 +104,14 @@ export function listPromQLExpressions(
     if (typeof q !== "string") throw new Error(`variable ${v.name} has no query`);
     const selector = variableSelector(q);
     if (selector === undefined) continue;
-    out.push({ source: "dashboard-variable", where: `variable $${v.name}`, expr: selector, query: substituteGrafanaVariables(selector, variables), expectsData: true });
+    out.push({
+      source: "dashboard-variable",
+      where: `variable $${v.name}`,
+      expr: selector,
+      query: substituteGrafanaVariables(selector, variables),
+      expectsData: true,
+      legendLabels: [],
+    });
   }
   for (const file of opts.rulesFiles ?? RULES_FILES) {
     const doc = parseYaml(readFileSync(file, "utf8")) as { groups: Array<{ name: string; rules: Array<{ alert?: string; record?: string; expr: string }> }> };
@@ -111,6 +124,7 @@ export function listPromQLExpressions(
           expr,
           query: expr,
           expectsData: false,
+          legendLabels: [],
         });
       }
     }
@@ -150,6 +164,27 @@ export function sampleNamesIn(exposition: string): Set<string> {
     if (line === "" || line.startsWith("#")) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)/.exec(line);
     if (m) names.add(m[1]!);
+  }
+  return names;
+}
+
+/**
+ * Every sample name the exporter emits for a full cluster (a leader's and a follower's status,
+ * through the real Exporter and its HTTP fetch), plus the series Prometheus adds itself.
+ */
+export async function exportedMetricNames(): Promise<Set<string>> {
+  const names = new Set<string>(PROMETHEUS_SYNTHETIC_METRICS);
+  for (const doc of clusterDocuments().slice(0, 2)) {
+    const server = await startStatusServer(doc);
+    const exporter = new Exporter({ statusUrl: server.url, timeoutMs: 2000, logger: pino({ level: "silent" }) });
+    try {
+      const out = await exporter.scrape("prometheus");
+      if (!out.up) throw new Error("the exporter did not read the fixture status");
+      for (const n of sampleNamesIn(out.body)) names.add(n);
+    } finally {
+      await exporter.close();
+      await server.close();
+    }
   }
   return names;
 }

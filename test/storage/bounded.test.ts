@@ -32,22 +32,24 @@ describe("bounded disk use", () => {
     const RECORD = ENTRY + 26; // framing + term/index/type
     const SNAPSHOT = 64 * 1024;
     const s = await DiskStorage.open(t.dir, { logger: quietLogger, segmentBytes: SEGMENT, keepEntries: KEEP, initialVoters: ["n1"] });
-    // The WAL reaches back to the older of the two snapshots kept (2 intervals) plus up to one
-    // segment before it, the current segment, and the next one preallocated; plus 2 snapshots.
-    const bound = 2 * EVERY * RECORD + 3 * SEGMENT + 2 * (SNAPSHOT + 1024);
+    const BATCH = 100;
+    // The WAL reaches back to the older of the two snapshots kept (2 intervals, give or take a
+    // batch) plus the part of a segment before it, the unused tail of the current (preallocated)
+    // segment, and the next one preallocated; plus the 2 snapshots.
+    const bound = 2 * EVERY * RECORD + 2 * BATCH * RECORD + 3 * SEGMENT + 2 * (SNAPSHOT + 1024);
     const data = Buffer.alloc(ENTRY, 0x5a);
     const state = Buffer.alloc(SNAPSHOT, 0x33);
     let max = 0;
     let lastSnap = 0;
-    for (let i = 1; i <= 50_000; i += 100) {
+    for (let i = 1; i <= 50_000; i += BATCH) {
       const ents: Entry[] = [];
-      for (let j = i; j < i + 100; j++) ents.push({ index: j, term: 1, type: 0, data });
-      await s.save({ entries: ents, hardState: { term: 1, vote: "n1", commit: i + 99 }, mustSync: true });
-      if (i + 99 - lastSnap >= EVERY) {
-        lastSnap = i + 99;
+      for (let j = i; j < i + BATCH; j++) ents.push({ index: j, term: 1, type: 0, data });
+      await s.save({ entries: ents, hardState: { term: 1, vote: "n1", commit: i + BATCH - 1 }, mustSync: true });
+      if (i + BATCH - 1 - lastSnap >= EVERY) {
+        lastSnap = i + BATCH - 1;
         await s.createSnapshot(lastSnap, { voters: ["n1"], learners: [] }, state);
       }
-      assert.ok(s.lastIndex() - s.firstIndex() + 1 <= EVERY + KEEP + 100, `in-memory log holds ${s.lastIndex() - s.firstIndex() + 1} entries`);
+      assert.ok(s.lastIndex() - s.firstIndex() + 1 <= EVERY + KEEP + BATCH, `in-memory log holds ${s.lastIndex() - s.firstIndex() + 1} entries`);
       if (i > 10 * EVERY) max = Math.max(max, bytesUnder(t.dir));
     }
     await s.idle();

@@ -239,6 +239,24 @@ describe("DiskStorage", () => {
     await again.close();
   });
 
+  it("moves appends to a zero-filled segment once the background preallocation is done", async () => {
+    const dir = fresh("prealloc");
+    const SEG = 256 * 1024;
+    let s = await DiskStorage.open(dir, { ...base, segmentBytes: SEG });
+    await s.save({ entries: range(1, 2, 1), mustSync: true });
+    await s.idle();
+    await s.save({ entries: range(3, 4, 1), mustSync: true });
+    const wal = join(dir, "wal");
+    const segs = fs.readdirSync(wal).filter((f) => f.endsWith(".wal")).sort();
+    assert.equal(segs.length, 2);
+    assert.equal(fs.statSync(join(wal, segs[1])).size, SEG, "the current segment is preallocated");
+    await s.close();
+    assert.ok(!fs.readdirSync(wal).some((f) => f.endsWith(".tmp")), "no preallocation left behind after close");
+    s = await DiskStorage.open(dir, { ...base, segmentBytes: SEG });
+    assert.equal(s.lastIndex(), 4);
+    await s.close();
+  });
+
   it("rejects writes after close", async () => {
     const dir = fresh("closed");
     const s = await DiskStorage.open(dir, base);

@@ -105,6 +105,11 @@ export class Wal {
   private stagedLast = 0;
   private stagedHs: HardState = { term: 0, vote: "", commit: 0 };
   private prealloc: Promise<string | null> | null = null;
+  /** The preallocated file is complete and waiting to become the next segment. */
+  private preallocReady = false;
+  private stopPrealloc = false;
+  /** The current segment was zero-filled ahead (appends do not grow it). */
+  private currentPreallocated = false;
   private nextSeq = 0;
   private readonly syncMode: SyncMode;
   private fsyncCount = 0;
@@ -300,11 +305,13 @@ export class Wal {
     this.writtenLast = this.stagedLast = lastIndex;
     this.writtenHs = this.stagedHs = { ...hardState };
     if (this.segments.length === 0) {
-      if (this.opts.preallocate) this.startPrealloc();
-      await this.createSegment(this.nextSeq, lastIndex + 1, null);
+      // Not waiting for a zero-filled file here keeps open() fast; the first flush after the
+      // background preallocation is done moves on to it (see flush).
+      await this.createSegment(this.nextSeq, lastIndex + 1, null, false);
     } else {
       const seg = this.segments[this.segments.length - 1];
       this.fd = await open(seg.path, this.appendFlags());
+      this.currentPreallocated = seg.size >= this.opts.segmentBytes;
     }
     if (this.opts.preallocate) this.startPrealloc();
   }
@@ -348,7 +355,11 @@ export class Wal {
   async flush(): Promise<void> {
     const len = this.enc.length;
     if (len === 0) return;
-    if (this.pos + len > this.opts.segmentBytes && this.pos > this.headerEnd) await this.cut(null);
+    const full = this.pos + len > this.opts.segmentBytes;
+    // A segment that grows as written (the first one, or one cut short by recovery) makes every
+    // sync update the file size too; move on to the preallocated one as soon as it is ready.
+    const growing = !this.currentPreallocated && this.preallocReady;
+    if ((full || growing) && this.pos > this.headerEnd) await this.cut(null);
     await this.writeDurable(this.enc.buf, len);
     this.enc.reset();
     this.writtenLast = this.stagedLast;
@@ -400,12 +411,17 @@ export class Wal {
   private async cut(marker: { index: number; term: number } | null): Promise<void> {
     const firstIndex = marker ? marker.index + 1 : this.writtenLast + 1;
     const oldFd = this.fd;
-    await this.createSegment(this.nextSeq, firstIndex, marker);
+    await this.createSegment(this.nextSeq, firstIndex, marker, true);
     await close(oldFd);
     if (this.opts.preallocate) this.startPrealloc();
   }
 
-  private async createSegment(seq: number, firstIndex: number, marker: { index: number; term: number } | null): Promise<void> {
+  private async createSegment(
+    seq: number,
+    firstIndex: number,
+    marker: { index: number; term: number } | null,
+    usePreallocated: boolean,
+  ): Promise<void> {
     const name = segmentName(seq, firstIndex);
     const path = join(this.dir, name);
     const head = new RecordEncoder(256);
@@ -414,7 +430,8 @@ export class Wal {
     if (hs.term !== 0 || hs.vote !== "" || hs.commit !== 0) head.hardState(hs);
     if (marker) head.snapshot(marker.index, marker.term);
 
-    let tmp = await this.takePreallocated();
+    let tmp = usePreallocated ? await this.takePreallocated() : null;
+    const preallocated = tmp !== null;
     if (tmp === null) tmp = path + ".tmp";
     const fd = await open(tmp, fs.constants.O_RDWR | fs.constants.O_CREAT);
     let size = 0;
@@ -432,23 +449,27 @@ export class Wal {
     this.segments.push({ seq, firstIndex, name, path, size: Math.max(size, head.length), end: head.length, headerEnd: head.length });
     this.nextSeq = seq + 1;
     this.pos = this.headerEnd = head.length;
+    this.currentPreallocated = preallocated;
   }
 
   private startPrealloc(): void {
     if (this.prealloc) return;
     const path = join(this.dir, PREALLOC_NAME);
     const bytes = this.opts.segmentBytes;
+    this.preallocReady = false;
     this.prealloc = (async () => {
       const fd = await open(path, "w");
       try {
         const zeros = Buffer.alloc(Math.min(bytes, 1 << 20));
         for (let pos = 0; pos < bytes; pos += zeros.length) {
+          if (this.stopPrealloc) return null;
           await pwriteAll(fd, zeros, 0, Math.min(zeros.length, bytes - pos), pos);
         }
         await fdatasync(fd);
       } finally {
         await close(fd);
       }
+      this.preallocReady = true;
       return path;
     })().catch((err: unknown) => {
       this.opts.logger.warn({ err, file: path }, "WAL: preallocating the next segment failed; it will grow as written");
@@ -465,6 +486,7 @@ export class Wal {
     if (!this.prealloc) return null;
     const p = await this.prealloc;
     this.prealloc = null;
+    this.preallocReady = false;
     return p;
   }
 
@@ -485,9 +507,10 @@ export class Wal {
     } finally {
       const p = this.prealloc;
       this.prealloc = null;
+      this.stopPrealloc = true;
       if (p) {
-        const path = await p;
-        if (path) await fs.promises.rm(path, { force: true });
+        await p;
+        await fs.promises.rm(join(this.dir, PREALLOC_NAME), { force: true });
       }
       if (this.fd >= 0) await close(this.fd);
       this.fd = -1;

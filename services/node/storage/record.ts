@@ -95,6 +95,7 @@ export class RecordEncoder {
   entry(e: Entry): void {
     checkU64("entry term", e.term);
     checkU64("entry index", e.index);
+    if (!Number.isInteger(e.type) || e.type < 0 || e.type > 255) throw new RangeError(`entry ${e.index} has type ${e.type}; types are 0..255`);
     const len = ENTRY_FIXED + e.data.length;
     if (len > MAX_RECORD_BYTES) throw new RangeError(`entry ${e.index} is ${e.data.length} bytes; the limit is ${MAX_RECORD_BYTES - ENTRY_FIXED}`);
     const off = this.reserve(RECORD_HEADER_BYTES + len);

@@ -321,10 +321,6 @@ export class Wal {
     return c.O_WRONLY | (this.syncMode === "odsync" ? ODSYNC! : 0);
   }
 
-  get lastIndexOnDisk(): number {
-    return this.writtenLast;
-  }
-
   /**
    * Stages entries (then the hard state, if given) for the next flush. `lastAfter` is the
    * log's last index once they apply. Nothing is staged if encoding fails.

@@ -35,6 +35,12 @@ export class Inflights {
     if (n > 0) this.buffer = this.buffer.slice(n);
   }
 
+  /** Frees the oldest message in flight (it was probably lost). */
+  freeFirstOne(): void {
+    const first = this.buffer.shift();
+    if (first) this.bytes -= first.bytes;
+  }
+
   full(): boolean {
     return this.buffer.length >= this.maxMessages || (this.maxBytes > 0 && this.bytes >= this.maxBytes);
   }

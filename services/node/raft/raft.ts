@@ -160,10 +160,11 @@ export class Raft {
   }
 
   private loadState(hs: HardState): void {
-    if (hs.commit < this.log.committed || hs.commit > this.log.lastIndex()) {
-      throw new Error(`hard state commit ${hs.commit} is out of range [${this.log.committed}, ${this.log.lastIndex()}]`);
+    if (hs.commit > this.log.lastIndex()) {
+      throw new Error(`hard state commit ${hs.commit} is beyond the last log index ${this.log.lastIndex()}`);
     }
-    this.log.committed = hs.commit;
+    // A snapshot newer than the last synced commit index implies its index is committed.
+    this.log.committed = Math.max(hs.commit, this.log.committed);
     this.term = hs.term;
     this.vote = hs.vote;
   }
@@ -564,6 +565,9 @@ export class Raft {
       case MessageType.HeartbeatResp: {
         pr.recentActive = true;
         pr.msgAppFlowPaused = false;
+        // A full window toward a follower that answers heartbeats means appends were lost:
+        // free one slot so an append goes out, whose rejection resets the pipeline.
+        if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
         if (pr.match < this.log.lastIndex() || pr.state === ProgressState.Probe) this.sendAppend(m.from);
         if (m.context.length === 0) return;
         // Thesis §6.4 step 3: a heartbeat round acknowledged by a majority confirms leadership

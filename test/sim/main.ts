@@ -35,7 +35,7 @@ const sizeFor = (seed: number): number => (o.nodes === "both" ? (seed % 2 === 0 
 
 const tty = process.stderr.isTTY;
 const t0 = performance.now();
-let failures: SimResult[] = [];
+const failures: SimResult[] = [];
 let totalSteps = 0;
 let lastDraw = 0;
 const agg = { leadersSeen: 0, writesAcked: 0, readsServed: 0, crashes: 0, snapshotsSent: 0, messages: 0 };

@@ -70,7 +70,7 @@ export class Network {
     for (const n of nodes) this.nodes.set(n.node.id, n);
   }
 
-  static of(ids: NodeId[], opts: Partial<RaftConfig> = {}): Network {
+  static of(ids: NodeId[], opts: Partial<Omit<RaftConfig, "storage">> = {}): Network {
     return new Network(ids.map((id) => newTestNode(id, ids, opts)));
   }
 

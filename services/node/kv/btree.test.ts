@@ -172,3 +172,61 @@ test("a node size outside [4, 1024] is refused with a clear error", () => {
   assert.throws(() => new BTreeIndex(3), /maxNodeSize must be an integer in \[4, 1024\], got 3/);
   assert.throws(() => new BTreeIndex(2.5), /maxNodeSize/);
 });
+
+test("a tree built from sorted pairs is valid at every size and order, and stays valid under later writes", () => {
+  fc.assert(
+    fc.property(
+      fc.constantFrom(4, 5, 7, 8, 16, 128),
+      fc.uniqueArray(keyArb, { maxLength: 700, size: "max" }),
+      fc.array(fc.tuple(fc.boolean(), keyArb), { maxLength: 100 }),
+      (order, keys, writes) => {
+        const sorted = [...keys].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+        const builder = BTreeIndex.builder<number>(order);
+        sorted.forEach((k, i) => builder.add(k, i));
+        const tree = builder.finish();
+        tree.checkValid();
+        assert.deepEqual([...tree.entries()], sorted.map((k, i) => [k, i]));
+        const model = new Map(sorted.map((k, i) => [k, i]));
+        const frozen = tree.clone();
+        for (const [isSet, k] of writes) {
+          if (isSet) {
+            tree.set(k, -1);
+            model.set(k, -1);
+          } else {
+            assert.equal(tree.delete(k), model.get(k));
+            model.delete(k);
+          }
+        }
+        tree.checkValid();
+        assert.deepEqual([...tree.entries()], sortedKeys(model).map((k) => [k, model.get(k)]));
+        assert.deepEqual([...frozen.entries()], sorted.map((k, i) => [k, i]));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test("the builder refuses keys out of order and use after finish", () => {
+  const b = BTreeIndex.builder<number>(8);
+  b.add("b", 1);
+  assert.throws(() => b.add("a", 2), /strictly increasing order/);
+  assert.throws(() => b.add("b", 2), /strictly increasing order/);
+  assert.equal(b.finish().size, 1);
+  assert.throws(() => b.add("c", 3), /already finished/);
+});
+
+test("a large sorted build packs leaves: 100,000 keys at order 128 need far fewer nodes than inserting in order", () => {
+  const built = BTreeIndex.builder<number>(128);
+  for (let i = 0; i < 100_000; i++) built.add(String(i).padStart(6, "0"), i);
+  const tree = built.finish();
+  tree.checkValid();
+  assert.equal(tree.size, 100_000);
+  assert.equal(tree.get("054321"), 54321);
+  const inOrder = new BTreeIndex<number>(128);
+  for (let i = 0; i < 100_000; i++) inOrder.set(String(i).padStart(6, "0"), i);
+  const packed = tree.stats();
+  const halfEmpty = inOrder.stats();
+  assert.equal(packed.leaves, Math.ceil(100_000 / 112));
+  assert.ok(packed.leaves < halfEmpty.leaves * 0.6, `${packed.leaves} leaves vs ${halfEmpty.leaves}`);
+  assert.equal(packed.depth, 3);
+});

@@ -90,6 +90,12 @@ function childIndex(keys: string[], pre: Uint32Array, key: string, p: number): n
   return lo - 1;
 }
 
+/** See BTreeIndex.builder. */
+export interface SortedBuilder<V> {
+  add(key: BinaryKey, value: V): void;
+  finish(): BTreeIndex<V>;
+}
+
 export class BTreeIndex<V> {
   private root: Node<V>;
   private owner: number;
@@ -115,15 +121,92 @@ export class BTreeIndex<V> {
 
   /** An O(1) copy: both trees stay mutable and neither sees the other's later writes. */
   clone(): BTreeIndex<V> {
-    const t = Object.create(BTreeIndex.prototype) as BTreeIndex<V>;
-    const fields = t as unknown as { root: Node<V>; owner: number; count: number; maxNodeSize: number; minNodeSize: number };
-    fields.root = this.root;
-    fields.count = this.count;
-    fields.maxNodeSize = this.maxNodeSize;
-    fields.minNodeSize = this.minNodeSize;
-    fields.owner = nextOwner++;
-    this.owner = nextOwner++;
+    const t = new BTreeIndex<V>(this.maxNodeSize);
+    t.root = this.root;
+    t.count = this.count;
+    this.owner = nextOwner++; // t has a fresh owner too: every existing node is now shared
     return t;
+  }
+
+  /**
+   * Builds a tree from pairs added in strictly increasing key order (a snapshot being restored)
+   * without searching: leaves are packed to 7/8 full, then each level of branches above them.
+   * Much faster than set() in order, which would also leave every leaf half empty.
+   */
+  static builder<V>(maxNodeSize = 128): SortedBuilder<V> {
+    const tree = new BTreeIndex<V>(maxNodeSize);
+    const min = tree.minNodeSize;
+    const fill = Math.max(min, maxNodeSize - (maxNodeSize >> 3));
+    const cap = maxNodeSize + 1;
+    const leaves: Node<V>[] = [];
+    let cur: Node<V> | null = null;
+    let last: string | undefined;
+    let count = 0;
+    let done = false;
+    // The last node of a level may be under the minimum: even it out with its left neighbour.
+    const fixTail = (nodes: Node<V>[]): void => {
+      if (nodes.length < 2) return;
+      const right = nodes[nodes.length - 1];
+      if (right.keys.length >= min) return;
+      const left = nodes[nodes.length - 2];
+      const total = left.keys.length + right.keys.length;
+      const keepLeft = total <= maxNodeSize ? total : total >> 1;
+      const keys = left.keys.concat(right.keys);
+      const vals = left.vals === null ? null : left.vals.concat(right.vals!);
+      const kids = left.kids === null ? null : left.kids.concat(right.kids!);
+      const pre = new Uint32Array(total);
+      pre.set(left.pre.subarray(0, left.keys.length));
+      pre.set(right.pre.subarray(0, right.keys.length), left.keys.length);
+      left.keys = keys.slice(0, keepLeft);
+      left.pre.set(pre.subarray(0, keepLeft));
+      if (vals) left.vals = vals.slice(0, keepLeft);
+      if (kids) left.kids = kids.slice(0, keepLeft);
+      if (keepLeft === total) {
+        nodes.pop();
+        return;
+      }
+      right.keys = keys.slice(keepLeft);
+      right.pre.set(pre.subarray(keepLeft));
+      if (vals) right.vals = vals.slice(keepLeft);
+      if (kids) right.kids = kids.slice(keepLeft);
+    };
+    return {
+      add(key: BinaryKey, value: V): void {
+        if (done) throw new Error("builder already finished");
+        if (last !== undefined && !(last < key)) throw new RangeError("builder keys must be added in strictly increasing order");
+        if (cur === null || cur.keys.length >= fill) {
+          cur = new Node<V>(tree.owner, [], new Uint32Array(cap), [], null);
+          leaves.push(cur);
+        }
+        cur.pre[cur.keys.length] = keyPrefix(key);
+        cur.keys.push(key);
+        cur.vals!.push(value);
+        last = key;
+        count++;
+      },
+      finish(): BTreeIndex<V> {
+        if (done) throw new Error("builder already finished");
+        done = true;
+        if (leaves.length === 0) return tree;
+        let level = leaves;
+        fixTail(level);
+        while (level.length > 1) {
+          const parents: Node<V>[] = [];
+          for (let i = 0; i < level.length; i += fill) {
+            const kids = level.slice(i, i + fill);
+            const pre = new Uint32Array(cap);
+            // A child's keys[0] is its lower bound (a leaf's first key), a valid separator.
+            for (let j = 0; j < kids.length; j++) pre[j] = kids[j].pre[0];
+            parents.push(new Node<V>(tree.owner, kids.map((k) => k.keys[0]), pre, null, kids));
+          }
+          fixTail(parents);
+          level = parents;
+        }
+        tree.root = level[0];
+        tree.count = count;
+        return tree;
+      },
+    };
   }
 
   clear(): void {
@@ -206,6 +289,24 @@ export class BTreeIndex<V> {
     let node = this.root;
     while (node.kids !== null) node = node.kids[0];
     return node.keys.length > 0 ? node.keys[0] : undefined;
+  }
+
+  /** Shape of the tree (walks every branch: O(nodes / order)). */
+  stats(): { depth: number; leaves: number; branches: number } {
+    let depth = 1;
+    let leaves = 0;
+    let branches = 0;
+    const visit = (node: Node<V>, d: number): void => {
+      if (node.kids === null) {
+        leaves++;
+        depth = d;
+        return;
+      }
+      branches++;
+      for (const k of node.kids) visit(k, d + 1);
+    };
+    visit(this.root, 1);
+    return { depth, leaves, branches };
   }
 
   /** Checks every structural invariant; throws on the first violation (tests only: O(n)). */

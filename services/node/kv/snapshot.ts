@@ -14,7 +14,7 @@
 // checksum, the counts, nothing after the trailer) and says what is wrong and where.
 
 import CRC32C from "crc-32/crc32c.js";
-import { BTreeIndex, type BinaryKey } from "./btree.js";
+import { BTreeIndex, type BinaryKey, type SortedBuilder } from "./btree.js";
 import { decodeOpResult } from "./results.js";
 import { type Session, SessionTable } from "./sessions.js";
 import type { KeyRecord } from "./store.js";
@@ -187,7 +187,7 @@ export class SnapshotDecoder {
   private keysRead = 0;
   private sessionsRead = 0;
   private lastKey: BinaryKey | undefined;
-  private readonly tree: BTreeIndex<KeyRecord>;
+  private readonly tree: SortedBuilder<KeyRecord>;
   private readonly sessionList: Array<[string, Session]> = [];
   private readonly clientIds = new Set<string>();
 
@@ -196,7 +196,7 @@ export class SnapshotDecoder {
     private readonly maxSessions: number,
     private readonly maxSessionBytes: number,
   ) {
-    this.tree = new BTreeIndex<KeyRecord>(order);
+    this.tree = BTreeIndex.builder<KeyRecord>(order);
   }
 
   push(chunk: Uint8Array): void {
@@ -221,7 +221,7 @@ export class SnapshotDecoder {
       throw this.fail(`truncated ${where} (${this.offset + this.buffered} bytes in all)`);
     }
     const sessions = new SessionTable(this.maxSessions, this.maxSessionBytes, this.sessionList);
-    return { index: this.index, tree: this.tree, sessions };
+    return { index: this.index, tree: this.tree.finish(), sessions };
   }
 
   private fail(what: string): SnapshotFormatError {
@@ -287,7 +287,7 @@ export class SnapshotDecoder {
           if (this.lastKey !== undefined && !(this.lastKey < key)) throw this.fail(`key ${this.keysRead} is out of order`);
           // Copy the value out of the chunk so the store does not pin the whole chunk.
           const value = Buffer.from(b.subarray(KEY_FIXED + keyLen, KEY_FIXED + keyLen + valueLen));
-          this.tree.set(key, { value, createRevision, modRevision, version });
+          this.tree.add(key, { value, createRevision, modRevision, version });
           this.lastKey = key;
           this.consume(KEY_FIXED + keyLen + valueLen);
           if (++this.keysRead === this.keyCount) this.phase = this.sessionCount > 0 ? Phase.Sessions : Phase.Trailer;

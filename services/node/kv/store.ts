@@ -135,7 +135,7 @@ export class KvStore {
     if (requestId === undefined) {
       const problem = commandProblem(cmd, null);
       if (problem !== undefined) return this.errorResult(index, undefined, "INVALID_ARGUMENT", problem);
-      return { ...this.execute(index, cmd), index, requestId: undefined, duplicate: false };
+      return withMeta(this.execute(index, cmd), index, undefined, false);
     }
     const ridBad = requestIdProblem(requestId);
     if (ridBad !== undefined) return this.errorResult(index, requestId, "INVALID_ARGUMENT", ridBad);
@@ -146,7 +146,7 @@ export class KvStore {
     if (session !== undefined) {
       if (seq === session.seq) {
         this.sessions.touch(clientId, index);
-        return { ...decodeOpResult(session.result), index, requestId, duplicate: true };
+        return withMeta(decodeOpResult(session.result), index, requestId, true);
       }
       if (seq < session.seq) {
         return this.errorResult(
@@ -171,7 +171,7 @@ export class KvStore {
     const result: OpResult =
       problem !== undefined ? { type: "error", error: { code: "INVALID_ARGUMENT", message: problem } } : this.execute(index, cmd);
     this.sessions.record(clientId, seq, index, encodeOpResult(result));
-    return { ...result, index, requestId, duplicate: false };
+    return withMeta(result, index, requestId, false);
   }
 
   // ---- reads: local state (the server decides when it is safe to read, e.g. ReadIndex) ----
@@ -336,6 +336,22 @@ export class KvStore {
         : { value, createRevision: prev.createRevision, modRevision: index, version: prev.version + 1 };
     this.tree.set(k, rec);
     return rec;
+  }
+}
+
+/** An OpResult with the apply metadata. (Built field by field: object spread measured slow here.) */
+function withMeta(r: OpResult, index: number, requestId: RequestId | undefined, duplicate: boolean): ApplyResult {
+  switch (r.type) {
+    case "put":
+      return { type: "put", response: r.response, index, requestId, duplicate };
+    case "delete":
+      return { type: "delete", response: r.response, index, requestId, duplicate };
+    case "deleteRange":
+      return { type: "deleteRange", response: r.response, index, requestId, duplicate };
+    case "cas":
+      return { type: "cas", response: r.response, index, requestId, duplicate };
+    case "error":
+      return { type: "error", error: r.error, index, requestId, duplicate };
   }
 }
 

@@ -179,6 +179,16 @@ describe("Dockerfiles lint clean", () => {
     assert.deepEqual(build("Dockerfile.exporter"), build("Dockerfile.node"));
   });
 
+  it("the node image puts the CLI on PATH as `raftkv`, as NOTES.txt and docs/kubernetes.md use it", () => {
+    // The raw text: the parser's printout drops the backslashes of printf's \n.
+    const text = readFileSync(join(repoRoot, "Dockerfile.node"), "utf8");
+    const runtime = text.slice(text.lastIndexOf("\nFROM "));
+    assert.ok(runtime.includes(`printf '#!/bin/sh\\nexec node /app/dist/services/cli/main.js "$@"\\n' > /usr/local/bin/raftkv`), "no raftkv wrapper in the runtime stage");
+    assert.match(runtime, /chmod 0755 \/usr\/local\/bin\/raftkv/);
+    const notes = readFileSync(join(repoRoot, "helm/raftkv/templates/NOTES.txt"), "utf8");
+    assert.match(notes, /-c node -- raftkv put/);
+  });
+
   it("the policy check fails a Dockerfile that breaks it", () => {
     const bad = [
       "FROM node:latest",

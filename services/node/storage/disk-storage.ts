@@ -8,7 +8,7 @@
 // there (a follower overwrote a conflicting suffix, §5.3), a snapshot marker restarts the log.
 
 import fs from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import {
   CompactedError,
   type InitialState,
@@ -140,7 +140,8 @@ export class DiskStorage implements LogStorage {
     if (syncMode !== "odsync" && syncMode !== "fdatasync") throw new RangeError(`syncMode must be "odsync" or "fdatasync", got ${String(syncMode)}`);
 
     const root = resolve(dir);
-    await fs.promises.mkdir(root, { recursive: true });
+    const created = await fs.promises.mkdir(root, { recursive: true });
+    if (created !== undefined) await fsyncDir(dirname(created));
     const unlock = await acquireLock(root);
     try {
       const walDir = join(root, "wal");

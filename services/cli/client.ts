@@ -1,0 +1,654 @@
+// RaftkvClient: the one client of the raftkv gRPC API, used by the CLI, the cluster tests and the
+// benchmark. Any node accepts any request, so the client only has to find a node that answers:
+//  - one gRPC channel per endpoint (or a few, `channelsPerEndpoint`), reused by every call, so
+//    many requests can be in flight at once;
+//  - requests go to the leader once it is known (a follower would forward them there anyway);
+//  - UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and connection failures are retried against the
+//    next endpoint (or the leader the error names) with jittered exponential backoff until the
+//    operation's overall deadline; every attempt has its own deadline, so nothing hangs;
+//  - a write is retried with the SAME request id, so the server applies it at most once and
+//    answers a retry with the first result (Raft thesis §6.3, exactly-once semantics).
+//
+// The server keeps ONE session per client id and remembers only its latest seq, so two writes of
+// one client id must never be in flight together: a late lower seq would be "superseded". The
+// client therefore runs writes on session lanes: a lane is a client id whose writes go strictly
+// one after another (seq 1, 2, 3, ...); a write takes a free lane or opens a new one. Sequential
+// use needs one lane, whose id is exactly `clientId`. A lane whose write ended in an error is
+// retired (its last request's fate may be unknown, so the next seq could not be told apart from a
+// retry); the next write opens a fresh lane.
+
+import { randomBytes } from "node:crypto";
+import {
+  credentials,
+  Metadata,
+  status as GrpcStatus,
+  type CallOptions,
+  type ChannelOptions,
+  type ServiceError,
+} from "@grpc/grpc-js";
+import {
+  KVClient,
+  ReadConsistency,
+  type CompareAndSwapRequest,
+  type CompareAndSwapResponse,
+  type DeleteRangeRequest,
+  type DeleteRangeResponse,
+  type DeleteRequest,
+  type DeleteResponse,
+  type GetResponse,
+  type KeyValue,
+  type PutRequest,
+  type PutResponse,
+  type RangeResponse,
+  type RequestId,
+  type ResponseHeader,
+} from "../common/gen/raftkv/v1/kv.js";
+import {
+  ClusterClient,
+  type MemberListResponse,
+  type SnapshotResponse,
+  type StatusResponse,
+  type TransferLeadershipResponse,
+} from "../common/gen/raftkv/v1/cluster.js";
+
+export type {
+  CompareAndSwapResponse,
+  DeleteRangeResponse,
+  DeleteResponse,
+  GetResponse,
+  KeyValue,
+  MemberListResponse,
+  PutResponse,
+  RangeResponse,
+  ResponseHeader,
+  SnapshotResponse,
+  StatusResponse,
+  TransferLeadershipResponse,
+};
+
+/** A key or value: a string (UTF-8 encoded) or raw bytes. */
+export type Bytes = string | Uint8Array;
+
+export interface RaftkvClientOptions {
+  /** Nodes to talk to, as host:port of their client port. Any node accepts any request. */
+  endpoints: string[];
+  /** Overall deadline of one operation, retries included (ms). Default 5000. */
+  timeoutMs?: number;
+  /**
+   * Deadline of one attempt (ms), so a node that does not answer is left for another in time.
+   * Default max(1000, timeoutMs / 2), at most timeoutMs.
+   */
+  attemptTimeoutMs?: number;
+  /** Identity of this client's exactly-once session (the first lane). Default random. */
+  clientId?: string;
+  /** gRPC channels (TCP connections) per endpoint, used round-robin. Default 1. */
+  channelsPerEndpoint?: number;
+  /** First retry backoff bound (ms); doubles per retry up to maxBackoffMs. Default 20. */
+  baseBackoffMs?: number;
+  /** Largest retry backoff bound (ms). Default 1000. */
+  maxBackoffMs?: number;
+}
+
+/** Per-call options of every operation. */
+export interface CallOpts {
+  /** Overrides the client's timeoutMs for this call. */
+  timeoutMs?: number;
+}
+
+export interface WriteOpts extends CallOpts {
+  /** Return the previous key-value pair (put, delete). */
+  prevKv?: boolean;
+}
+
+export interface ReadOpts extends CallOpts {
+  /** Serve from the answering node's local state, possibly stale (no ReadIndex round). */
+  serializable?: boolean;
+}
+
+export interface RangeOpts extends ReadOpts {
+  /** First key (inclusive). Empty/absent: from the start of the key space. */
+  start?: Bytes;
+  /** Key after the last (exclusive). Empty/absent: to the end of the key space. */
+  end?: Bytes;
+  /** Every key with this prefix (instead of start/end). */
+  prefix?: Bytes;
+  /** At most this many pairs (0/absent: no limit; the server still caps a response's size). */
+  limit?: number;
+  /** Return keys and revisions without values. */
+  keysOnly?: boolean;
+}
+
+export interface DeleteRangeOpts extends CallOpts {
+  start?: Bytes;
+  end?: Bytes;
+  prefix?: Bytes;
+}
+
+/** What a compare-and-swap compares: the current value, or the version (0: must not exist). */
+export type CasExpectation = { expectedValue: Bytes; expectedVersion?: undefined } | { expectedVersion: number; expectedValue?: undefined };
+
+/** gRPC status code names, by number. */
+export const CODE_NAMES: Readonly<Record<number, string>> = Object.freeze(
+  Object.fromEntries(
+    Object.entries(GrpcStatus)
+      .filter(([, v]) => typeof v === "number")
+      .map(([k, v]) => [v as number, k]),
+  ),
+);
+
+/** A failed operation: the gRPC code (number and name) and the server's message. */
+export class RaftkvError extends Error {
+  override name = "RaftkvError";
+  /** The gRPC status code (grpc-js `status` enum). */
+  readonly code: number;
+  /** Its name: "UNAVAILABLE", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", ... */
+  readonly codeName: string;
+  /** The server's (or the client's) message, without the code. */
+  readonly details: string;
+  /** The endpoint of the last attempt ("" if none was made). */
+  readonly endpoint: string;
+  /** Attempts made (0 when the client refused the call itself). */
+  readonly attempts: number;
+  /** The leader the last error named, "" if none. */
+  readonly leaderId: string;
+
+  constructor(code: number, details: string, extra: { endpoint?: string; attempts?: number; leaderId?: string } = {}) {
+    const codeName = CODE_NAMES[code] ?? `CODE_${code}`;
+    super(`${codeName}: ${details}`);
+    this.code = code;
+    this.codeName = codeName;
+    this.details = details;
+    this.endpoint = extra.endpoint ?? "";
+    this.attempts = extra.attempts ?? 0;
+    this.leaderId = extra.leaderId ?? "";
+  }
+}
+
+/** Codes worth another attempt: the request may succeed on another node or a moment later. */
+const RETRYABLE = new Set<number>([GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.ABORTED]);
+
+export function isRetryable(code: number): boolean {
+  return RETRYABLE.has(code);
+}
+
+/** Longest client id the server accepts is 256 bytes; lanes append a suffix. */
+const MAX_CLIENT_ID_BYTES = 200;
+
+const CHANNEL_OPTIONS: ChannelOptions = {
+  // A node that was down is retried quickly once it is back (grpc's default grows to 120 s).
+  "grpc.initial_reconnect_backoff_ms": 100,
+  "grpc.max_reconnect_backoff_ms": 1000,
+  // Range answers are capped by the server at a few MiB; leave headroom over grpc's 4 MiB.
+  "grpc.max_receive_message_length": 64 * 1024 * 1024,
+  "grpc.max_send_message_length": 64 * 1024 * 1024,
+};
+
+interface Endpoint {
+  readonly address: string;
+  readonly kv: KVClient[];
+  readonly cluster: ClusterClient[];
+  next: number;
+}
+
+interface Lane {
+  readonly clientId: string;
+  seq: number;
+}
+
+type Callback<Res> = (err: ServiceError | null, res: Res) => void;
+type Invoke<Res> = (ep: Endpoint, md: Metadata, opts: Partial<CallOptions>, cb: Callback<Res>) => void;
+
+interface RetryPlan {
+  /** Operation name for error messages. */
+  op: string;
+  timeoutMs: number;
+  /** Only this endpoint (no failover). */
+  pinned?: Endpoint;
+  /** Prefer the leader's endpoint once known. */
+  preferLeader: boolean;
+}
+
+export class RaftkvClient {
+  readonly endpoints: readonly string[];
+  readonly timeoutMs: number;
+  readonly attemptTimeoutMs: number;
+  readonly clientId: string;
+  private readonly channelsPerEndpoint: number;
+  private readonly baseBackoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly eps: Endpoint[];
+  /** Endpoints outside `endpoints` asked for by status(endpoint) / snapshot(endpoint). */
+  private readonly extraEps = new Map<string, Endpoint>();
+  /** Where to send next: the last endpoint that answered. */
+  private current = 0;
+  /** member id -> endpoint index, learned from answers. */
+  private readonly memberEndpoint = new Map<string, number>();
+  private leaderId = "";
+  private discovering = false;
+  private lastDiscovery = 0;
+  private readonly freeLanes: Lane[] = [];
+  private lanesOpened = 0;
+  private closed = false;
+
+  constructor(opts: RaftkvClientOptions) {
+    if (!opts || !Array.isArray(opts.endpoints) || opts.endpoints.length === 0) {
+      throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, "at least one endpoint (host:port) is needed");
+    }
+    const endpoints = opts.endpoints.map((e) => String(e).trim());
+    for (const e of endpoints) {
+      const problem = endpointProblem(e);
+      if (problem) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, problem);
+    }
+    this.endpoints = Object.freeze([...new Set(endpoints)]);
+    this.timeoutMs = positiveInt("timeoutMs", opts.timeoutMs ?? 5000);
+    this.attemptTimeoutMs = Math.min(this.timeoutMs, positiveInt("attemptTimeoutMs", opts.attemptTimeoutMs ?? Math.max(1000, Math.floor(this.timeoutMs / 2))));
+    this.channelsPerEndpoint = positiveInt("channelsPerEndpoint", opts.channelsPerEndpoint ?? 1);
+    this.baseBackoffMs = positiveInt("baseBackoffMs", opts.baseBackoffMs ?? 20);
+    this.maxBackoffMs = Math.max(this.baseBackoffMs, positiveInt("maxBackoffMs", opts.maxBackoffMs ?? 1000));
+    const clientId = opts.clientId ?? `c-${randomBytes(8).toString("hex")}`;
+    if (clientId.length === 0 || Buffer.byteLength(clientId, "utf8") > MAX_CLIENT_ID_BYTES) {
+      throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `clientId must be 1..${MAX_CLIENT_ID_BYTES} bytes`);
+    }
+    this.clientId = clientId;
+    this.eps = this.endpoints.map((a) => this.openEndpoint(a));
+    // Start from a random endpoint so many short-lived clients (CLI runs) spread their first call.
+    this.current = Math.floor(Math.random() * this.eps.length);
+  }
+
+  // ---- KV ----
+
+  async put(key: Bytes, value: Bytes, opts: WriteOpts = {}): Promise<PutResponse> {
+    const base: Omit<PutRequest, "requestId"> = { key: bytes("key", key), value: bytes("value", value), prevKv: opts.prevKv ?? false };
+    return this.write("put", opts, (requestId) => ({ ...base, requestId }), (ep, req: PutRequest, md, o, cb) => this.kv(ep).put(req, md, o, cb));
+  }
+
+  async get(key: Bytes, opts: ReadOpts = {}): Promise<GetResponse> {
+    const req = { key: bytes("key", key), consistency: consistency(opts.serializable) };
+    return this.retry<GetResponse>({ op: "get", timeoutMs: this.callTimeout(opts), preferLeader: !opts.serializable }, (ep, md, o, cb) =>
+      this.kv(ep).get(req, md, o, cb),
+    );
+  }
+
+  async delete(key: Bytes, opts: WriteOpts = {}): Promise<DeleteResponse> {
+    const base: Omit<DeleteRequest, "requestId"> = { key: bytes("key", key), prevKv: opts.prevKv ?? false };
+    return this.write("delete", opts, (requestId) => ({ ...base, requestId }), (ep, req: DeleteRequest, md, o, cb) => this.kv(ep).delete(req, md, o, cb));
+  }
+
+  async deleteRange(opts: DeleteRangeOpts): Promise<DeleteRangeResponse> {
+    const r = rangeBounds(opts ?? {});
+    return this.write(
+      "deleteRange",
+      opts ?? {},
+      (requestId): DeleteRangeRequest => ({ ...r, requestId }),
+      (ep, req: DeleteRangeRequest, md, o, cb) => this.kv(ep).deleteRange(req, md, o, cb),
+    );
+  }
+
+  async range(opts: RangeOpts = {}): Promise<RangeResponse> {
+    const limit = opts.limit ?? 0;
+    if (!Number.isSafeInteger(limit) || limit < 0) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `limit must be a non-negative integer, got ${String(limit)}`);
+    const req = { ...rangeBounds(opts), limit, consistency: consistency(opts.serializable), keysOnly: opts.keysOnly ?? false };
+    return this.retry<RangeResponse>({ op: "range", timeoutMs: this.callTimeout(opts), preferLeader: !opts.serializable }, (ep, md, o, cb) =>
+      this.kv(ep).range(req, md, o, cb),
+    );
+  }
+
+  /**
+   * Sets key to newValue if its current value is expectedValue, or its version is
+   * expectedVersion (0: the key must not exist). `succeeded` says which; `kv` is the key's state
+   * afterwards. A failed comparison is an answer, not an error.
+   */
+  async compareAndSwap(key: Bytes, expect: CasExpectation, newValue: Bytes, opts: CallOpts = {}): Promise<CompareAndSwapResponse> {
+    const hasValue = expect?.expectedValue !== undefined;
+    const hasVersion = expect?.expectedVersion !== undefined;
+    if (hasValue === hasVersion) {
+      throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, "compare-and-swap needs exactly one of expectedValue and expectedVersion");
+    }
+    if (hasVersion && (!Number.isSafeInteger(expect.expectedVersion) || expect.expectedVersion! < 0)) {
+      throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `expectedVersion must be a non-negative integer, got ${String(expect.expectedVersion)}`);
+    }
+    const base: Omit<CompareAndSwapRequest, "requestId"> = {
+      key: bytes("key", key),
+      newValue: bytes("newValue", newValue),
+      ...(hasValue ? { expectedValue: bytes("expectedValue", expect.expectedValue!) } : { expectedVersion: expect.expectedVersion! }),
+    };
+    return this.write(
+      "compareAndSwap",
+      opts,
+      (requestId): CompareAndSwapRequest => ({ ...base, requestId }),
+      (ep, req: CompareAndSwapRequest, md, o, cb) => this.kv(ep).compareAndSwap(req, md, o, cb),
+    );
+  }
+
+  // ---- Cluster ----
+
+  /** The status of one node: `endpoint` (no failover), or whichever node answers. */
+  async status(endpoint?: string, opts: CallOpts = {}): Promise<StatusResponse> {
+    return this.retry<StatusResponse>(
+      { op: "status", timeoutMs: this.callTimeout(opts), pinned: endpoint === undefined ? undefined : this.endpointFor(endpoint), preferLeader: false },
+      (ep, md, o, cb) => this.cl(ep).status({}, md, o, cb),
+    );
+  }
+
+  /** The members as the leader (if known, else any node) sees them. */
+  async memberList(opts: CallOpts = {}): Promise<MemberListResponse> {
+    return this.retry<MemberListResponse>({ op: "memberList", timeoutMs: this.callTimeout(opts), preferLeader: true }, (ep, md, o, cb) =>
+      this.cl(ep).memberList({}, md, o, cb),
+    );
+  }
+
+  /** Moves leadership to targetId (default: the most caught-up follower); answers the new leader. */
+  async transferLeadership(targetId?: string, opts: CallOpts = {}): Promise<TransferLeadershipResponse> {
+    const req = { targetId: targetId ?? "" };
+    return this.retry<TransferLeadershipResponse>(
+      { op: "transferLeadership", timeoutMs: this.callTimeout(opts), preferLeader: true },
+      (ep, md, o, cb) => this.cl(ep).transferLeadership(req, md, o, cb),
+    );
+  }
+
+  /** Makes one node (`endpoint`, or whichever answers) snapshot its state machine now. */
+  async snapshot(endpoint?: string, opts: CallOpts = {}): Promise<SnapshotResponse> {
+    return this.retry<SnapshotResponse>(
+      { op: "snapshot", timeoutMs: this.callTimeout(opts), pinned: endpoint === undefined ? undefined : this.endpointFor(endpoint), preferLeader: false },
+      (ep, md, o, cb) => this.cl(ep).snapshot({}, md, o, cb),
+    );
+  }
+
+  /** The leader id last seen in an answer ("" if none yet). */
+  get knownLeader(): string {
+    return this.leaderId;
+  }
+
+  /** Closes every channel. Calls in flight fail with CANCELLED; later calls are refused. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const ep of [...this.eps, ...this.extraEps.values()]) {
+      for (const c of ep.kv) c.close();
+      for (const c of ep.cluster) c.close();
+    }
+  }
+
+  // ---- internals ----
+
+  private openEndpoint(address: string): Endpoint {
+    const kv: KVClient[] = [];
+    const cluster: ClusterClient[] = [];
+    for (let i = 0; i < this.channelsPerEndpoint; i++) {
+      // Several channels to one address only get their own connections with a local pool.
+      const options: ChannelOptions = this.channelsPerEndpoint > 1 ? { ...CHANNEL_OPTIONS, "grpc.use_local_subchannel_pool": 1 } : CHANNEL_OPTIONS;
+      const k = new KVClient(address, credentials.createInsecure(), options);
+      kv.push(k);
+      // The Cluster service shares the KV client's channel (one connection per channel).
+      cluster.push(new ClusterClient(address, credentials.createInsecure(), { ...options, channelOverride: k.getChannel() }));
+    }
+    return { address, kv, cluster, next: 0 };
+  }
+
+  private endpointFor(address: string): Endpoint {
+    const idx = this.endpoints.indexOf(address.trim());
+    if (idx >= 0) return this.eps[idx]!;
+    const problem = endpointProblem(address.trim());
+    if (problem) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, problem);
+    let ep = this.extraEps.get(address.trim());
+    if (!ep) {
+      ep = this.openEndpoint(address.trim());
+      this.extraEps.set(address.trim(), ep);
+    }
+    return ep;
+  }
+
+  private kv(ep: Endpoint): KVClient {
+    if (ep.kv.length === 1) return ep.kv[0]!;
+    const c = ep.kv[ep.next]!;
+    ep.next = (ep.next + 1) % ep.kv.length;
+    return c;
+  }
+
+  private cl(ep: Endpoint): ClusterClient {
+    if (ep.cluster.length === 1) return ep.cluster[0]!;
+    const c = ep.cluster[ep.next]!;
+    ep.next = (ep.next + 1) % ep.cluster.length;
+    return c;
+  }
+
+  private callTimeout(opts: CallOpts | undefined): number {
+    return opts?.timeoutMs === undefined ? this.timeoutMs : positiveInt("timeoutMs", opts.timeoutMs);
+  }
+
+  private acquireLane(): Lane {
+    return this.freeLanes.pop() ?? this.openLane();
+  }
+
+  private openLane(): Lane {
+    const n = this.lanesOpened++;
+    return { clientId: n === 0 ? this.clientId : `${this.clientId}/${n}`, seq: 0 };
+  }
+
+  /**
+   * Runs a write on a session lane: one request id for all its attempts. The lane returns to the
+   * pool only after an answer; after an error it is retired (see the header comment).
+   */
+  private async write<Req, Res>(
+    op: string,
+    opts: CallOpts,
+    build: (requestId: RequestId) => Req,
+    send: (ep: Endpoint, req: Req, md: Metadata, o: Partial<CallOptions>, cb: Callback<Res>) => void,
+  ): Promise<Res> {
+    const timeoutMs = this.callTimeout(opts);
+    const started = Date.now();
+    let lane = this.acquireLane();
+    let restarted = false;
+    for (;;) {
+      lane.seq++;
+      const req = build({ clientId: lane.clientId, seq: lane.seq });
+      try {
+        const res = await this.retry<Res>(
+          { op, timeoutMs: Math.max(1, timeoutMs - (Date.now() - started)), preferLeader: true },
+          (ep, md, o, cb) => send(ep, req, md, o, cb),
+        );
+        this.freeLanes.push(lane);
+        return res;
+      } catch (err) {
+        // A session the server no longer has (evicted after long idleness) rejects a fresh
+        // request without applying it: start a new lane once. Only when this request id had a
+        // single attempt, so no earlier copy of it can have been applied.
+        if (
+          !restarted &&
+          err instanceof RaftkvError &&
+          err.code === GrpcStatus.FAILED_PRECONDITION &&
+          err.attempts === 1 &&
+          /session expired/i.test(err.details) &&
+          Date.now() - started < timeoutMs
+        ) {
+          restarted = true;
+          lane = this.openLane(); // a new session begins at seq 1
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  /** One operation: attempts with failover and backoff until an answer or the deadline. */
+  private async retry<Res>(plan: RetryPlan, invoke: Invoke<Res>): Promise<Res> {
+    if (this.closed) throw new RaftkvError(GrpcStatus.CANCELLED, "client is closed");
+    const deadline = Date.now() + plan.timeoutMs;
+    let attempts = 0;
+    let lastErr: ServiceError | undefined;
+    let lastEp: Endpoint | undefined;
+    let hint = "";
+    for (;;) {
+      const ep = plan.pinned ?? this.pick(plan.preferLeader, lastEp, hint);
+      const now = Date.now();
+      const attemptDeadline = Math.min(deadline, now + this.attemptTimeoutMs);
+      attempts++;
+      lastEp = ep;
+      try {
+        const res = await callOnce(invoke, ep, attemptDeadline);
+        this.learn(ep, res as { header?: ResponseHeader; memberId?: string; leaderId?: string });
+        return res;
+      } catch (e) {
+        const err = e as ServiceError;
+        lastErr = err;
+        hint = leaderHint(err);
+        if (hint) this.noteLeader(hint);
+        if (this.closed) throw toRaftkvError(err, ep, attempts, hint);
+        if (!RETRYABLE.has(err.code)) throw toRaftkvError(err, ep, attempts, hint);
+        const idx = this.eps.indexOf(ep);
+        // The leader we were sending to failed: forget it until someone names a leader again.
+        if (idx >= 0 && this.leaderId && this.memberEndpoint.get(this.leaderId) === idx) this.leaderId = hint;
+        if (!plan.pinned && this.eps.length > 1 && idx === this.current) this.current = (this.current + 1) % this.eps.length;
+      }
+      const remaining = deadline - Date.now();
+      // Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"): spreads retries of
+      // many clients after a leader change instead of having them arrive in waves.
+      const bound = Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** Math.min(attempts - 1, 20));
+      const delay = Math.random() * bound;
+      if (remaining <= delay + 1) {
+        if (remaining > 0) await sleep(remaining);
+        throw this.finalError(plan, lastErr, lastEp, attempts, hint);
+      }
+      await sleep(delay);
+      if (this.closed) throw new RaftkvError(GrpcStatus.CANCELLED, "client is closed", { endpoint: lastEp.address, attempts });
+    }
+  }
+
+  private finalError(plan: RetryPlan, err: ServiceError, ep: Endpoint, attempts: number, hint: string): RaftkvError {
+    const tail = `(${plan.op}: ${attempts} attempt${attempts === 1 ? "" : "s"} in ${plan.timeoutMs} ms, last to ${ep.address})`;
+    if (err.code === GrpcStatus.DEADLINE_EXCEEDED) {
+      return new RaftkvError(GrpcStatus.DEADLINE_EXCEEDED, `${errDetails(err)} ${tail}`, { endpoint: ep.address, attempts, leaderId: hint });
+    }
+    return new RaftkvError(err.code, `${errDetails(err)} ${tail}`, { endpoint: ep.address, attempts, leaderId: hint });
+  }
+
+  /** Chooses the endpoint of the next attempt. */
+  private pick(preferLeader: boolean, failed: Endpoint | undefined, hint: string): Endpoint {
+    // The leader a node just named, if we know where it listens.
+    if (hint) {
+      const i = this.memberEndpoint.get(hint);
+      if (i !== undefined && this.eps[i] !== failed) {
+        this.current = i;
+        return this.eps[i]!;
+      }
+    }
+    if (preferLeader && this.leaderId && !failed) {
+      const i = this.memberEndpoint.get(this.leaderId);
+      if (i !== undefined) return this.eps[i]!;
+    }
+    return this.eps[this.current]!;
+  }
+
+  /** Remembers which member answered on which endpoint and which leader it knows. */
+  private learn(ep: Endpoint, res: { header?: ResponseHeader; memberId?: string; leaderId?: string } | undefined): void {
+    const idx = this.eps.indexOf(ep);
+    const memberId = res?.header?.memberId ?? res?.memberId ?? "";
+    if (idx >= 0) {
+      this.current = idx;
+      if (memberId && this.memberEndpoint.get(memberId) !== idx) this.memberEndpoint.set(memberId, idx);
+    }
+    // An answer's view of the leader replaces ours, also when it knows none (an election).
+    const leader = res?.header !== undefined ? res.header.leaderId : res?.leaderId;
+    if (leader === undefined) return;
+    if (leader) this.noteLeader(leader);
+    else this.leaderId = "";
+  }
+
+  private noteLeader(leader: string): void {
+    this.leaderId = leader;
+    if (!this.memberEndpoint.has(leader)) this.discover();
+  }
+
+  /**
+   * Learns member ids of the endpoints that have not answered yet, in the background (so writes
+   * can go straight to the leader). At most once a second; errors are ignored.
+   */
+  private discover(): void {
+    if (this.discovering || this.closed || this.eps.length < 2 || Date.now() - this.lastDiscovery < 1000) return;
+    const known = new Set(this.memberEndpoint.values());
+    const unknown = this.eps.filter((_, i) => !known.has(i));
+    if (unknown.length === 0) return;
+    this.discovering = true;
+    this.lastDiscovery = Date.now();
+    const deadline = Date.now() + Math.min(1000, this.attemptTimeoutMs);
+    void Promise.allSettled(
+      unknown.map((ep) =>
+        callOnce<StatusResponse>((e, md, o, cb) => this.cl(e).status({}, md, o, cb), ep, deadline).then((s) => {
+          if (s.memberId) this.memberEndpoint.set(s.memberId, this.eps.indexOf(ep));
+        }),
+      ),
+    ).finally(() => {
+      this.discovering = false;
+    });
+  }
+}
+
+function callOnce<Res>(invoke: Invoke<Res>, ep: Endpoint, deadline: number): Promise<Res> {
+  return new Promise<Res>((resolve, reject) => {
+    try {
+      invoke(ep, new Metadata(), { deadline }, (err, res) => (err ? reject(err) : resolve(res)));
+    } catch (e) {
+      // grpc-js throws synchronously on a closed channel or a message it cannot serialize.
+      const err = e as Error;
+      reject(Object.assign(new Error(err.message), { code: GrpcStatus.CANCELLED, details: err.message, metadata: new Metadata() }));
+    }
+  });
+}
+
+/** The leader an error names: the `raftkv-leader` trailer, else "leader is X" in the message. */
+export function leaderHint(err: Partial<ServiceError>): string {
+  const md = err.metadata?.get?.("raftkv-leader");
+  if (md && md.length > 0 && String(md[0])) return String(md[0]);
+  const m = /leader (?:is|=) ?([A-Za-z0-9][\w.-]*)/i.exec(err.details ?? err.message ?? "");
+  return m ? m[1]! : "";
+}
+
+function errDetails(err: Partial<ServiceError>): string {
+  const d = err.details || err.message || "unknown error";
+  // grpc-js messages repeat the code ("14 UNAVAILABLE: ..."); keep the text after it.
+  return d.replace(/^\d+ [A-Z_]+: /, "");
+}
+
+function toRaftkvError(err: ServiceError, ep: Endpoint, attempts: number, hint: string): RaftkvError {
+  const code = typeof err.code === "number" ? err.code : GrpcStatus.UNKNOWN;
+  return new RaftkvError(code, errDetails(err), { endpoint: ep.address, attempts, leaderId: hint });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function consistency(serializable: boolean | undefined): ReadConsistency {
+  return serializable ? ReadConsistency.READ_CONSISTENCY_SERIALIZABLE : ReadConsistency.READ_CONSISTENCY_LINEARIZABLE;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A key/value as the Buffer the generated code wants: strings as UTF-8, bytes without a copy. */
+export function bytes(what: string, v: Bytes): Buffer {
+  if (typeof v === "string") return Buffer.from(v, "utf8");
+  if (v instanceof Uint8Array) return Buffer.isBuffer(v) ? v : Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `${what} must be a string or a Uint8Array, got ${v === null ? "null" : typeof v}`);
+}
+
+function rangeBounds(o: { start?: Bytes; end?: Bytes; prefix?: Bytes }): { start: Buffer; end: Buffer; prefix?: Buffer } {
+  const start = o.start === undefined ? EMPTY : bytes("start", o.start);
+  const end = o.end === undefined ? EMPTY : bytes("end", o.end);
+  if (o.prefix === undefined) return { start, end };
+  if (start.length > 0 || end.length > 0) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, "set either prefix or start/end, not both");
+  return { start, end, prefix: bytes("prefix", o.prefix) };
+}
+
+function positiveInt(name: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `${name} must be a positive integer, got ${String(v)}`);
+  return v;
+}
+
+/** Why an endpoint string is not host:port, or "" when it is. */
+export function endpointProblem(e: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(e);
+  if (!m) return `endpoint must be host:port, got ${JSON.stringify(e)}`;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return `endpoint port must be in 1..65535, got ${JSON.stringify(e)}`;
+  return "";
+}

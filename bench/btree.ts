@@ -9,11 +9,12 @@
 // Results go to stdout as a table and to bench/results/btree.json. bench/storage.ts calls
 // benchBtree() for its combined report.
 
-import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import v8 from "node:v8";
+import vm from "node:vm";
 import sortedBtree from "sorted-btree";
 import { BTreeIndex, toBinaryKey } from "../services/node/kv/btree.js";
 
@@ -56,8 +57,18 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
-function randomKeys(n: number): string[] {
-  const raw = randomBytes(n * KEY_BYTES);
+/** n random 16-byte keys from a seeded PRNG (xorshift128+ style), so a run can be repeated. */
+function randomKeys(n: number, seed: number): string[] {
+  const raw = Buffer.allocUnsafe(n * KEY_BYTES);
+  let a = (seed * 0x9e3779b9) | 1;
+  let b = 0x6a09e667 ^ seed;
+  for (let off = 0; off < raw.length; off += 4) {
+    let t = a ^ (a << 11);
+    a = b;
+    b = b ^ (b >>> 19) ^ (t ^ (t >>> 8));
+    t = b;
+    raw.writeInt32LE(t | 0, off);
+  }
   const keys = new Array<string>(n);
   for (let i = 0; i < n; i++) keys[i] = toBinaryKey(raw.subarray(i * KEY_BYTES, (i + 1) * KEY_BYTES));
   return keys;
@@ -112,6 +123,21 @@ function runSortedBtree(keys: string[]): RunRates {
 
 const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
 
+/**
+ * A full garbage collection between runs (outside the timed loops), so a run does not pay for
+ * collecting the previous run's million-key tree.
+ */
+const collectGarbage: () => void = (() => {
+  try {
+    v8.setFlagsFromString("--expose-gc");
+    const gc = vm.runInNewContext("gc") as unknown;
+    if (typeof gc === "function") return () => gc();
+  } catch {
+    // fall through: no forced collections
+  }
+  return () => {};
+})();
+
 export async function benchBtree(opts: BtreeBenchOptions): Promise<BtreeBenchResult> {
   const { keys: n, runs } = opts;
   if (!Number.isSafeInteger(n) || n < 1) throw new RangeError(`keys must be a positive integer, got ${n}`);
@@ -120,19 +146,28 @@ export async function benchBtree(opts: BtreeBenchOptions): Promise<BtreeBenchRes
   const f = (x: number) => Math.round(x).toLocaleString("en-US");
   const mine: RunRates[] = [];
   const sb: RunRates[] = [];
-  runIndex(randomKeys(Math.min(n, 50_000))); // warm up the JIT
+  runIndex(randomKeys(Math.min(n, 50_000), 0)); // warm up the JIT
+  // All runs of the index first, then sorted-btree's on the same keys (regenerated from the
+  // seed, not kept: a few million live strings would tax every run's garbage collection).
   for (let r = 0; r < runs; r++) {
-    const keys = randomKeys(n); // fresh random keys per run: no run benefits from another's order
+    let keys: string[] | null = randomKeys(n, r + 1); // fresh keys per run, from a seed
+    collectGarbage();
     const m = runIndex(keys);
+    keys = null;
     mine.push(m);
-    let line = `btree run ${r + 1}/${runs}: ${f(m.insert.wall)} inserts/s, ${f(m.get.wall)} gets/s (per CPU-second ${f(m.insert.cpu)} / ${f(m.get.cpu)})`;
-    if (opts.compareSortedBtree) {
+    progress(`btree run ${r + 1}/${runs}: ${f(m.insert.wall)} inserts/s, ${f(m.get.wall)} gets/s (per CPU-second ${f(m.insert.cpu)} / ${f(m.get.cpu)})`);
+    await yieldToLoop();
+  }
+  if (opts.compareSortedBtree) {
+    runSortedBtree(randomKeys(Math.min(n, 50_000), 0));
+    for (let r = 0; r < runs; r++) {
+      const keys = randomKeys(n, r + 1);
+      collectGarbage();
       const x = runSortedBtree(keys);
       sb.push(x);
-      line += `; sorted-btree ${f(x.insert.wall)} / ${f(x.get.wall)}`;
+      progress(`sorted-btree run ${r + 1}/${runs}: ${f(x.insert.wall)} inserts/s, ${f(x.get.wall)} gets/s (per CPU-second ${f(x.insert.cpu)} / ${f(x.get.cpu)})`);
+      await yieldToLoop();
     }
-    progress(line);
-    await yieldToLoop();
   }
   const med = (rs: RunRates[], pick: (r: RunRates) => number) => median(rs.map(pick));
   return {

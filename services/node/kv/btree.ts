@@ -230,8 +230,8 @@ export class BTreeIndex<V> {
   /** Inserts or replaces. Returns true when the key was not there before. */
   set(key: BinaryKey, value: V): boolean {
     const p = keyPrefix(key);
-    const root = this.writable(this.root);
-    this.root = root;
+    let root = this.root;
+    if (root.owner !== this.owner) this.root = root = this.writable(root);
     const before = this.count;
     const right = this.insert(root, key, p, value);
     if (right !== null) {
@@ -393,8 +393,8 @@ export class BTreeIndex<V> {
     }
     const kids = node.kids;
     const j = childIndex(keys, node.pre, key, p);
-    const kid = this.writable(kids[j]);
-    kids[j] = kid;
+    let kid = kids[j];
+    if (kid.owner !== this.owner) kids[j] = kid = this.writable(kid); // store only when copied
     const right = this.insert(kid, key, p, value);
     if (right === null) return null;
     const n = keys.length;
@@ -446,8 +446,8 @@ export class BTreeIndex<V> {
     }
     const kids = node.kids;
     const j = childIndex(keys, node.pre, key, p);
-    const kid = this.writable(kids[j]);
-    kids[j] = kid;
+    let kid = kids[j];
+    if (kid.owner !== this.owner) kids[j] = kid = this.writable(kid);
     const old = this.remove(kid, key, p);
     if (kid.keys.length < this.minNodeSize && kids.length > 1) this.rebalance(node, j);
     return old;

@@ -24,6 +24,8 @@ export interface Config {
   heartbeatMs: number;
   electionMs: number;
   snapshotInterval: number;
+  /** Log entries kept behind a snapshot, so a briefly lagging follower needs no InstallSnapshot. */
+  snapshotKeepEntries: number;
   maxKeyBytes: number;
   maxValueBytes: number;
   requestTimeoutMs: number;
@@ -64,6 +66,7 @@ const SETTINGS: Record<string, Setting> = {
   heartbeatMs: { flag: "--heartbeat-ms <ms>", env: "RAFTKV_HEARTBEAT_MS", description: "leader heartbeat interval (one Raft tick)", default: "100" },
   electionMs: { flag: "--election-ms <ms>", env: "RAFTKV_ELECTION_MS", description: "election timeout (randomized in [T, 2T))", default: "1000" },
   snapshotInterval: { flag: "--snapshot-interval <n>", env: "RAFTKV_SNAPSHOT_INTERVAL", description: "applied entries between snapshots", default: "10000" },
+  snapshotKeepEntries: { flag: "--snapshot-keep-entries <n>", env: "RAFTKV_SNAPSHOT_KEEP_ENTRIES", description: "log entries kept behind a snapshot for lagging followers", default: "5000" },
   maxKeyBytes: { flag: "--max-key-bytes <n>", env: "RAFTKV_MAX_KEY_BYTES", description: "largest key accepted", default: "4096" },
   maxValueBytes: { flag: "--max-value-bytes <n>", env: "RAFTKV_MAX_VALUE_BYTES", description: "largest value accepted", default: "1048576" },
   requestTimeoutMs: { flag: "--request-timeout-ms <ms>", env: "RAFTKV_REQUEST_TIMEOUT_MS", description: "server-side deadline of a client request", default: "5000" },
@@ -174,6 +177,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
     heartbeatMs,
     electionMs,
     snapshotInterval: int("RAFTKV_SNAPSHOT_INTERVAL", get("snapshotInterval")!, 1, 1e9),
+    snapshotKeepEntries: int("RAFTKV_SNAPSHOT_KEEP_ENTRIES", get("snapshotKeepEntries")!, 0, 1e9),
     maxKeyBytes: int("RAFTKV_MAX_KEY_BYTES", get("maxKeyBytes")!, 1, 64 * 1024),
     maxValueBytes: int("RAFTKV_MAX_VALUE_BYTES", get("maxValueBytes")!, 1, 3 * 1024 * 1024),
     requestTimeoutMs: int("RAFTKV_REQUEST_TIMEOUT_MS", get("requestTimeoutMs")!, 10, 600_000),

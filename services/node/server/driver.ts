@@ -1,0 +1,578 @@
+// The driver: the only place where the pure consensus core meets time, disk and network.
+// It runs the ready loop of DESIGN.md: take a Ready, persist it with one group commit, send its
+// messages, apply its committed entries to the state machine, serve the reads it released, then
+// advance. Inputs (ticks, peer messages, proposals, reads) step the core synchronously and kick
+// the loop; the loop runs one Ready at a time, so everything that arrived meanwhile is batched
+// into the next Ready's single fsync.
+
+import { type Logger } from "pino";
+import { Command } from "../../common/gen/raftkv/v1/kv.js";
+import { DISK_BUCKETS, Histogram } from "../../common/histogram.js";
+import { type ApplyResult } from "../kv/results.js";
+import { KvStore, type KvStoreOptions } from "../kv/store.js";
+import { Prng } from "../raft/prng.js";
+import { ProposalDroppedError } from "../raft/raft.js";
+import { RawNode, decodeConfState } from "../raft/rawnode.js";
+import { type ConfState, EntryType, type Message, MessageType, NONE, type NodeId, type Ready, Role, type SnapshotMeta } from "../raft/types.js";
+import { type DiskStorage } from "../storage/disk-storage.js";
+import { PeerTransport } from "./transport.js";
+
+export interface DriverOptions {
+  id: NodeId;
+  clusterId: string;
+  peers: Array<{ id: NodeId; address: string }>;
+  storage: DiskStorage;
+  logger: Logger;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  snapshotInterval: number;
+  kvOptions?: KvStoreOptions;
+  /** Seed of the core's PRNG (election timeouts). Default: random. */
+  seed?: number;
+}
+
+/** A client request could not be completed; `code` is the gRPC status to answer with. */
+export class RequestError extends Error {
+  constructor(
+    readonly code: "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "ABORTED",
+    message: string,
+  ) {
+    super(message);
+    this.name = "RequestError";
+  }
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+
+const CTX_BYTES = 12;
+
+export class Driver {
+  readonly id: NodeId;
+  readonly node: RawNode;
+  kv: KvStore;
+  readonly storage: DiskStorage;
+  readonly transport: PeerTransport;
+  private readonly log: Logger;
+  private readonly opts: DriverOptions;
+  private ticker: NodeJS.Timeout | undefined;
+  private running = false;
+  private kicked = false;
+  private stopped = false;
+  private fatal: Error | undefined;
+  /** Proposals waiting for their entry to be applied here, by request id. */
+  private proposals = new Map<string, Waiter<ApplyResult>>();
+  /** ReadIndex requests by context; then reads waiting for applied >= index. */
+  private reads = new Map<string, Waiter<number>>();
+  private readsToServe: Array<{ index: number; w: Waiter<number> }> = [];
+  private applyWaiters: Array<{ index: number; resolve: () => void }> = [];
+  private ctxCounter = 0;
+  private readonly ctxPrefix: Buffer;
+  private snapshotting: Promise<void> | undefined;
+  private lastSnapshotIndex: number;
+  private confState: ConfState;
+  /** Heartbeat send times per peer, for the RTT histogram. */
+  private heartbeatSent = new Map<NodeId, number>();
+  readonly rtt = new Map<NodeId, Histogram>();
+  private readonly roleListeners: Array<(role: Role, leader: NodeId, term: number) => void> = [];
+  readonly metrics = {
+    walFsync: new Histogram(DISK_BUCKETS),
+    apply: new Histogram(),
+    proposalsCommitted: 0,
+    proposalsApplied: 0,
+    proposalsFailed: 0,
+    snapshotsTaken: 0,
+    snapshotsInstalled: 0,
+    leaderChanges: 0,
+  };
+  private lastLeader: NodeId = NONE;
+  private lastRole: Role = Role.Follower;
+
+  private constructor(opts: DriverOptions, kv: KvStore) {
+    this.opts = opts;
+    this.id = opts.id;
+    this.log = opts.logger;
+    this.storage = opts.storage;
+    this.kv = kv;
+    this.ctxPrefix = Buffer.alloc(4);
+    this.ctxPrefix.writeUInt32BE((Math.random() * 0xffffffff) >>> 0);
+    const snap = opts.storage.snapshot();
+    this.lastSnapshotIndex = snap.meta.index;
+    this.confState = opts.storage.initialState().confState;
+    const prng = new Prng(opts.seed ?? (Math.random() * 0xffffffff) >>> 0);
+    this.node = new RawNode({
+      id: opts.id,
+      electionTick: opts.electionTicks,
+      heartbeatTick: opts.heartbeatTicks,
+      storage: opts.storage,
+      rand: () => prng.next(),
+      applied: kv.appliedIndex,
+      checkQuorum: true,
+      preVote: true,
+      maxSizePerMsg: 1024 * 1024,
+      maxInflightMsgs: 256,
+      maxUncommittedEntriesSize: 256 * 1024 * 1024,
+      logger: { info: (o, m) => this.log.debug(o, m), warn: (o, m) => this.log.warn(o, m) },
+    });
+    for (const p of opts.peers) if (p.id !== opts.id) this.rtt.set(p.id, new Histogram());
+    this.transport = new PeerTransport({
+      selfId: opts.id,
+      clusterId: opts.clusterId,
+      peers: opts.peers,
+      logger: opts.logger.child({ component: "transport" }),
+      handler: {
+        onMessages: (msgs) => this.onPeerMessages(msgs),
+        onSnapshot: (msg) => this.onPeerSnapshot(msg),
+      },
+      snapshotSource: (meta: SnapshotMeta) => this.storage.snapshotChunks(meta.index, 1024 * 1024),
+      onUnreachable: (peer) => this.safeStep(() => this.node.reportUnreachable(peer)),
+      onSnapshotStatus: (peer, ok) => this.safeStep(() => this.node.reportSnapshot(peer, ok)),
+    });
+  }
+
+  /** Restores the state machine from the newest snapshot and builds the node around storage. */
+  static async create(opts: DriverOptions): Promise<Driver> {
+    const snap = opts.storage.snapshot();
+    let kv: KvStore;
+    if (snap.meta.index > 0) {
+      kv = KvStore.restore(await opts.storage.readSnapshotData(snap.meta.index), opts.kvOptions);
+      opts.logger.info({ index: snap.meta.index, keys: kv.size }, "restored state machine from snapshot");
+    } else {
+      kv = new KvStore(opts.kvOptions);
+    }
+    return new Driver(opts, kv);
+  }
+
+  start(): void {
+    this.ticker = setInterval(() => {
+      this.safeStep(() => this.node.tick());
+    }, this.opts.tickMs);
+    this.kick();
+  }
+
+  onRoleChange(f: (role: Role, leader: NodeId, term: number) => void): void {
+    this.roleListeners.push(f);
+  }
+
+  // ---- inputs ---------------------------------------------------------------------------
+
+  private safeStep(f: () => void): void {
+    if (this.stopped) return;
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof ProposalDroppedError) return;
+      this.die(e as Error);
+      return;
+    }
+    this.kick();
+  }
+
+  private onPeerMessages(msgs: Message[]): void {
+    if (this.stopped) return;
+    const now = performance.now();
+    for (const m of msgs) {
+      if (m.type === MessageType.HeartbeatResp) {
+        const sent = this.heartbeatSent.get(m.from);
+        if (sent !== undefined) {
+          this.rtt.get(m.from)?.observe((now - sent) / 1000);
+          this.heartbeatSent.delete(m.from);
+        }
+      }
+      try {
+        this.node.step(m);
+      } catch (e) {
+        if (e instanceof ProposalDroppedError) continue;
+        this.die(e as Error);
+        return;
+      }
+    }
+    this.kick();
+  }
+
+  private async onPeerSnapshot(msg: Message): Promise<void> {
+    if (this.stopped) throw new Error("node is stopping");
+    this.node.step(msg);
+    this.kick();
+  }
+
+  /**
+   * Proposes a command and resolves with its result once this node has applied it. While no
+   * answer comes (a forwarded proposal can be lost with a leader change) it is proposed again
+   * with the same request id: the session table makes that exactly-once.
+   */
+  async propose(cmd: Command, deadline: number): Promise<ApplyResult> {
+    if (!cmd.requestId || !cmd.requestId.clientId) throw new Error("propose: a request id is required");
+    const key = `${cmd.requestId.clientId}/${cmd.requestId.seq}`;
+    const data = Command.encode(cmd).finish();
+    if (this.proposals.has(key)) throw new RequestError("ABORTED", `request ${key} is already in progress on this node`);
+    const done = new Promise<ApplyResult>((resolve, reject) => this.proposals.set(key, { resolve, reject }));
+    let lastErr = "";
+    try {
+      const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
+      while (true) {
+        this.checkRunning();
+        try {
+          this.node.propose(data);
+          this.kick();
+        } catch (e) {
+          if (!(e instanceof ProposalDroppedError)) throw e;
+          lastErr = e.message;
+        }
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        const r = await raceTimeout(done, Math.min(left, lastErr ? 50 : retryEvery));
+        if (r !== TIMEOUT) {
+          this.metrics.proposalsApplied++;
+          return r;
+        }
+      }
+    } finally {
+      this.proposals.delete(key);
+    }
+    this.metrics.proposalsFailed++;
+    throw this.unavailable(lastErr || "the write was not committed in time");
+  }
+
+  /** Resolves with the read index once this node's state machine has applied up to it (thesis §6.4). */
+  async readIndex(deadline: number): Promise<number> {
+    let lastErr = "";
+    const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
+    while (true) {
+      this.checkRunning();
+      const ctx = this.nextCtx();
+      const key = ctx.toString("latin1");
+      const done = new Promise<number>((resolve, reject) => this.reads.set(key, { resolve, reject }));
+      try {
+        this.node.readIndex(ctx);
+        this.kick();
+        lastErr = "";
+      } catch (e) {
+        this.reads.delete(key);
+        if (!(e instanceof ProposalDroppedError)) throw e;
+        lastErr = e.message;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        this.reads.delete(key);
+        break;
+      }
+      if (lastErr) {
+        await sleep(Math.min(left, 50));
+        continue;
+      }
+      const r = await raceTimeout(done, Math.min(left, retryEvery));
+      this.reads.delete(key);
+      if (r !== TIMEOUT) return r;
+      if (Date.now() >= deadline) break;
+    }
+    throw this.unavailable(lastErr || "could not confirm leadership with a quorum in time");
+  }
+
+  private unavailable(reason: string): RequestError {
+    const st = this.node.raft;
+    const leader = st.lead !== NONE ? `leader is ${st.lead}` : "no leader known";
+    return new RequestError("UNAVAILABLE", `${reason} (${leader}, term ${st.term})`);
+  }
+
+  private checkRunning(): void {
+    if (this.fatal) throw new RequestError("UNAVAILABLE", `node stopped: ${this.fatal.message}`);
+    if (this.stopped) throw new RequestError("UNAVAILABLE", "node is shutting down");
+  }
+
+  private nextCtx(): Buffer {
+    const b = Buffer.alloc(CTX_BYTES);
+    this.ctxPrefix.copy(b, 0);
+    b.writeUIntBE(++this.ctxCounter, 4, 6);
+    return b;
+  }
+
+  /** Waits until the state machine has applied index (or the deadline passes). */
+  waitApplied(index: number, deadline: number): Promise<boolean> {
+    if (this.kv.appliedIndex >= index) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      this.applyWaiters.push({
+        index,
+        resolve: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
+      });
+    });
+  }
+
+  /**
+   * Hands leadership to `target` (default: the most caught-up follower) and waits until some
+   * other node leads or the deadline passes. Returns the leader afterwards.
+   */
+  async transferLeadership(target: NodeId | undefined, deadline: number): Promise<NodeId> {
+    const r = this.node.raft;
+    if (r.role !== Role.Leader) {
+      if (target && r.lead !== NONE) {
+        // Ask the leader (the core forwards it).
+        this.safeStep(() => this.node.transferLeadership(target));
+      } else if (r.lead === NONE) {
+        throw this.unavailable("no leader to transfer from");
+      } else {
+        return r.lead;
+      }
+    } else {
+      const to = target ?? this.mostCaughtUpFollower();
+      if (!to) throw new RequestError("FAILED_PRECONDITION", "no follower to transfer leadership to");
+      if (to === this.id) return this.id;
+      if (!r.config.voters.has(to)) throw new RequestError("INVALID_ARGUMENT", `${to} is not a voter`);
+      this.log.info({ to }, `handing LEADER role to ${to}`);
+      this.safeStep(() => this.node.transferLeadership(to));
+    }
+    while (Date.now() < deadline) {
+      const lead = this.node.raft.lead;
+      if (lead !== NONE && lead !== this.id && (target === undefined || lead === target)) return lead;
+      await sleep(this.opts.tickMs / 2);
+    }
+    throw new RequestError("DEADLINE_EXCEEDED", `leadership did not move${target ? ` to ${target}` : ""} in time`);
+  }
+
+  mostCaughtUpFollower(): NodeId | undefined {
+    let best: NodeId | undefined;
+    let bestMatch = -1;
+    for (const [id, pr] of this.node.raft.progress) {
+      if (id === this.id || pr.isLearner) continue;
+      if (pr.match > bestMatch) {
+        best = id;
+        bestMatch = pr.match;
+      }
+    }
+    return best;
+  }
+
+  /** Takes a snapshot now (the Cluster API's Snapshot) and resolves with its metadata. */
+  async snapshotNow(): Promise<SnapshotMeta> {
+    if (this.snapshotting) await this.snapshotting;
+    if (this.kv.appliedIndex <= this.storage.snapshot().meta.index) return this.storage.snapshot().meta;
+    await this.takeSnapshot();
+    return this.storage.snapshot().meta;
+  }
+
+  // ---- the ready loop -------------------------------------------------------------------
+
+  private kick(): void {
+    if (this.running) {
+      this.kicked = true;
+      return;
+    }
+    if (this.stopped || this.fatal) return;
+    this.running = true;
+    // Let the current burst of input (e.g. a batch of peer messages, many client calls) land
+    // first: one Ready for all of it.
+    setImmediate(() => {
+      this.loop().catch((e: Error) => this.die(e));
+    });
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.kicked = false;
+        while (!this.stopped && this.node.hasReady()) {
+          const rd = this.node.ready();
+          await this.handleReady(rd);
+          this.node.advance(rd);
+          this.afterAdvance();
+        }
+      } while (this.kicked && !this.stopped);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.softState) this.noteRole(rd.softState.role, rd.softState.leader);
+    const leader = this.node.raft.role === Role.Leader;
+    // Thesis §10.2.1: the leader may write its log in parallel with sending it; its own
+    // acknowledgement only counts toward commits published in a later Ready, after this write.
+    // Everyone else persists first (votes and acknowledgements must be durable when sent).
+    if (leader) this.send(rd.messages);
+    if (rd.snapshot) {
+      await this.storage.applySnapshot(rd.snapshot);
+      this.kv = KvStore.restore(rd.snapshot.data, this.opts.kvOptions);
+      this.confState = rd.snapshot.meta.conf;
+      this.lastSnapshotIndex = rd.snapshot.meta.index;
+      this.metrics.snapshotsInstalled++;
+      this.log.info({ index: rd.snapshot.meta.index, keys: this.kv.size }, "installed snapshot from the leader");
+    }
+    if (rd.entries.length > 0 || rd.hardState) {
+      const t0 = performance.now();
+      await this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync });
+      if (rd.mustSync) this.metrics.walFsync.observe((performance.now() - t0) / 1000);
+    }
+    if (!leader) this.send(rd.messages);
+    if (rd.committedEntries.length > 0) this.applyEntries(rd);
+    for (const rs of rd.readStates) {
+      const key = Buffer.from(rs.context).toString("latin1");
+      const w = this.reads.get(key);
+      if (!w) continue;
+      this.reads.delete(key);
+      this.readsToServe.push({ index: rs.index, w });
+    }
+    this.serveReads();
+  }
+
+  private send(msgs: Message[]): void {
+    if (msgs.length === 0) return;
+    const now = performance.now();
+    for (const m of msgs) {
+      if (m.type === MessageType.Heartbeat && !this.heartbeatSent.has(m.to)) this.heartbeatSent.set(m.to, now);
+    }
+    this.transport.send(msgs);
+  }
+
+  private applyEntries(rd: Ready): void {
+    for (const e of rd.committedEntries) {
+      const t0 = performance.now();
+      let res: ApplyResult;
+      if (e.type === EntryType.ConfChange) {
+        const cs = decodeConfState(e.data);
+        this.confState = this.node.applyConfChange(cs);
+        this.storage.setConfState(this.confState);
+        res = this.kv.applyNoop(e.index);
+      } else {
+        res = this.kv.apply(e.index, e.data);
+        if (e.data.length > 0) this.metrics.proposalsCommitted++;
+      }
+      this.metrics.apply.observe((performance.now() - t0) / 1000);
+      if (res.type !== "noop" && res.type !== "skipped" && res.requestId) {
+        const w = this.proposals.get(`${res.requestId.clientId}/${res.requestId.seq}`);
+        if (w) w.resolve(res);
+      }
+    }
+    if (this.applyWaiters.length > 0) {
+      const applied = this.kv.appliedIndex;
+      const still = [];
+      for (const w of this.applyWaiters) {
+        if (w.index <= applied) w.resolve();
+        else still.push(w);
+      }
+      this.applyWaiters = still;
+    }
+  }
+
+  private serveReads(): void {
+    if (this.readsToServe.length === 0) return;
+    const applied = this.kv.appliedIndex;
+    const still = [];
+    for (const r of this.readsToServe) {
+      if (r.index <= applied) r.w.resolve(r.index);
+      else still.push(r);
+    }
+    this.readsToServe = still;
+  }
+
+  private afterAdvance(): void {
+    if (
+      !this.snapshotting &&
+      this.kv.appliedIndex - this.lastSnapshotIndex >= this.opts.snapshotInterval &&
+      this.kv.appliedIndex <= this.node.raft.log.committed
+    ) {
+      void this.takeSnapshot();
+    }
+  }
+
+  private takeSnapshot(): Promise<void> {
+    const { index, chunks } = this.kv.snapshot();
+    const conf = this.node.raft.confState();
+    this.lastSnapshotIndex = index;
+    const t0 = performance.now();
+    this.snapshotting = this.storage
+      .createSnapshot(index, conf, chunks)
+      .then(() => {
+        this.metrics.snapshotsTaken++;
+        this.log.info({ index, keys: this.kv.size, ms: Math.round(performance.now() - t0) }, "snapshot taken; log compacted");
+      })
+      .catch((e: Error) => {
+        this.log.warn({ err: e.message, index }, "snapshot failed");
+      })
+      .finally(() => {
+        this.snapshotting = undefined;
+      });
+    return this.snapshotting;
+  }
+
+  private noteRole(role: Role, leader: NodeId): void {
+    const term = this.node.raft.term;
+    if (leader !== this.lastLeader && leader !== NONE) this.metrics.leaderChanges++;
+    if (role !== this.lastRole || leader !== this.lastLeader) {
+      if (role === Role.Leader) this.log.info({ term, role }, `${this.id} became LEADER at term ${term}`);
+      else if (this.lastRole === Role.Leader) this.log.info({ term, role, leader }, `${this.id} lost LEADER role at term ${term}; now ${role}${leader ? `, LEADER is ${leader}` : ""}`);
+      else if (leader !== NONE && leader !== this.lastLeader) this.log.info({ term, role, leader }, `${this.id} follows LEADER ${leader} at term ${term}`);
+      else if (leader === NONE && this.lastLeader !== NONE) this.log.info({ term, role }, `${this.id} lost its LEADER ${this.lastLeader} at term ${term}; now ${role}`);
+      for (const f of this.roleListeners) f(role, leader, term);
+    }
+    this.lastRole = role;
+    this.lastLeader = leader;
+  }
+
+  get pendingProposals(): number {
+    return this.proposals.size;
+  }
+
+  // ---- shutdown -------------------------------------------------------------------------
+
+  private die(e: Error): void {
+    if (this.fatal) return;
+    this.fatal = e;
+    this.log.fatal({ err: e.message, stack: e.stack }, "consensus core stopped on an internal error; the node must restart");
+    this.stopTicking();
+    for (const w of this.proposals.values()) w.reject(new RequestError("UNAVAILABLE", `node stopped: ${e.message}`));
+    for (const w of this.reads.values()) w.reject(new RequestError("UNAVAILABLE", `node stopped: ${e.message}`));
+    process.exitCode = 1;
+  }
+
+  get failed(): Error | undefined {
+    return this.fatal;
+  }
+
+  private stopTicking(): void {
+    if (this.ticker) clearInterval(this.ticker);
+    this.ticker = undefined;
+  }
+
+  /** Stops the loop and the transport and flushes storage. Pending requests fail UNAVAILABLE. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.stopTicking();
+    while (this.running) await sleep(5);
+    for (const w of this.proposals.values()) w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
+    for (const w of this.reads.values()) w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
+    for (const r of this.readsToServe) r.w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
+    await this.transport.close();
+    if (this.snapshotting) await this.snapshotting;
+    await this.storage.close();
+  }
+}
+
+const TIMEOUT = Symbol("timeout");
+
+function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMEOUT> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => resolve(TIMEOUT), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(t);
+        reject(e);
+      },
+    );
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

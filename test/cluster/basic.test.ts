@@ -1,0 +1,170 @@
+// A real 3-node cluster on loopback: any node takes any request, reads are linearizable, range and
+// CAS behave like etcd's, and bad input gets a clear error without hurting anyone.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { Socket } from "node:net";
+import { RaftkvClient, RaftkvError } from "../../services/cli/client.js";
+import { TestCluster } from "./harness.js";
+
+const text = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : undefined);
+
+describe("a 3-node cluster", () => {
+  let c: TestCluster;
+  const clients: RaftkvClient[] = [];
+  const client = (ids?: string[], timeoutMs = 5000) => {
+    const cl = new RaftkvClient({ endpoints: c.endpoints(ids), timeoutMs });
+    clients.push(cl);
+    return cl;
+  };
+
+  before(async () => {
+    c = await TestCluster.start({ nodes: 3 });
+    await c.waitForLeader();
+  });
+  after(async () => {
+    for (const cl of clients) cl.close();
+    await c.stop();
+  });
+
+  test("a write through any node is read back from every node (linearizable reads, no stale read)", async () => {
+    for (const writer of c.specs) {
+      const w = client([writer.id]);
+      const key = `k-${writer.id}`;
+      const put = await w.put(key, `written via ${writer.id}`);
+      assert.ok(put.header!.revision > 0);
+      for (const reader of c.specs) {
+        const r = client([reader.id]);
+        const got = await r.get(key);
+        assert.equal(got.found, true, `${reader.id} must see the write made through ${writer.id}`);
+        assert.equal(text(got.kv!.value), `written via ${writer.id}`);
+        assert.equal(got.header!.memberId, reader.id, "answered by the node asked");
+      }
+    }
+  });
+
+  test("keys carry etcd-style revisions: createRevision, modRevision, version", async () => {
+    const cl = client();
+    const a = await cl.put("rev", "1");
+    const b = await cl.put("rev", "2");
+    const got = await cl.get("rev");
+    assert.equal(got.kv!.version, 2);
+    assert.equal(got.kv!.createRevision, a.kv!.modRevision);
+    assert.equal(got.kv!.modRevision, b.kv!.modRevision);
+    assert.ok(b.kv!.modRevision > a.kv!.modRevision);
+    const del = await cl.delete("rev");
+    assert.equal(del.deleted, 1);
+    assert.equal((await cl.get("rev")).found, false);
+    const again = await cl.put("rev", "3");
+    assert.equal(again.kv!.version, 1, "a deleted key starts over");
+  });
+
+  test("range by start/end and by prefix returns keys in order, honours limit, reports more and count", async () => {
+    const cl = client();
+    for (const k of ["r/b", "r/a", "r/d", "r/c", "s/x"]) await cl.put(k, k.toUpperCase());
+    const all = await cl.range({ prefix: "r/" });
+    assert.deepEqual(all.kvs.map((kv) => text(kv.key)), ["r/a", "r/b", "r/c", "r/d"]);
+    assert.equal(all.count, 4);
+    assert.equal(all.more, false);
+    const page = await cl.range({ start: "r/b", end: "r/d", limit: 1 });
+    assert.deepEqual(page.kvs.map((kv) => text(kv.key)), ["r/b"]);
+    assert.equal(page.more, true);
+    assert.equal(page.count, 2);
+    const keys = await cl.range({ prefix: "r/", keysOnly: true, serializable: true });
+    assert.equal(keys.kvs.length, 4);
+    assert.equal(keys.kvs[0].value.length, 0);
+    const dr = await cl.deleteRange({ prefix: "r/" });
+    assert.equal(dr.deleted, 4);
+    assert.equal((await cl.range({ prefix: "r/" })).count, 0);
+    assert.equal((await cl.range({ prefix: "s/" })).count, 1);
+  });
+
+  test("compare-and-swap succeeds only when the value or version matches; version 0 means create", async () => {
+    const cl = client();
+    const created = await cl.compareAndSwap("cas", { expectedVersion: 0 }, "v1");
+    assert.equal(created.succeeded, true);
+    const again = await cl.compareAndSwap("cas", { expectedVersion: 0 }, "v1b");
+    assert.equal(again.succeeded, false, "the key exists now");
+    const wrongValue = await cl.compareAndSwap("cas", { expectedValue: "nope" }, "v2");
+    assert.equal(wrongValue.succeeded, false);
+    assert.equal(text(wrongValue.kv!.value), "v1", "the current state comes back on failure");
+    const byValue = await cl.compareAndSwap("cas", { expectedValue: "v1" }, "v2");
+    assert.equal(byValue.succeeded, true);
+    const byVersion = await cl.compareAndSwap("cas", { expectedVersion: 2 }, "v3");
+    assert.equal(byVersion.succeeded, true);
+    assert.equal(text((await cl.get("cas")).kv!.value), "v3");
+  });
+
+  test("bad input gets INVALID_ARGUMENT with the reason, and nothing is written", async () => {
+    const cl = client();
+    const expectInvalid = async (p: Promise<unknown>, re: RegExp) => {
+      await assert.rejects(p, (e: unknown) => e instanceof RaftkvError && e.codeName === "INVALID_ARGUMENT" && re.test(e.message));
+    };
+    await expectInvalid(cl.put("", "x"), /empty/);
+    await expectInvalid(cl.put("k".repeat(4097), "x"), /4096/);
+    await expectInvalid(cl.put("big", Buffer.alloc(1024 * 1024 + 1)), /limit/);
+    await expectInvalid(cl.get(""), /empty/);
+    assert.equal((await cl.get("big")).found, false);
+    // A value at the limit is fine.
+    await cl.put("big", Buffer.alloc(1024 * 1024, 7));
+    assert.equal((await cl.get("big")).kv!.value.length, 1024 * 1024);
+  });
+
+  test("garbage bytes on the client and peer ports do not hurt the node", async () => {
+    for (const s of c.specs) {
+      for (const port of [s.clientPort, s.peerPort, s.httpPort]) {
+        await new Promise<void>((resolve) => {
+          const sock = new Socket();
+          sock.on("error", () => resolve());
+          sock.connect(port, s.host, () => {
+            sock.write(Buffer.from("\x00\x01\x02 GARBAGE \xff\xfe PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\x08\x00\x00\x00\x00\x00".repeat(20), "latin1"));
+            setTimeout(() => {
+              sock.destroy();
+              resolve();
+            }, 100);
+          });
+        });
+      }
+    }
+    for (const s of c.specs) assert.ok(c.alive(s.id), `${s.id} still runs`);
+    const cl = client();
+    await cl.put("after-garbage", "ok");
+    assert.equal(text((await cl.get("after-garbage")).kv!.value), "ok");
+  });
+
+  test("/status, /livez and /readyz answer on every node", async () => {
+    const sts = await c.statuses();
+    assert.equal(sts.size, 3);
+    const leaders = [...sts.values()].filter((s) => s.role === "leader");
+    assert.equal(leaders.length, 1);
+    for (const s of sts.values()) {
+      assert.equal(s.leaderId, leaders[0].nodeId);
+      assert.equal(s.ready, true);
+      assert.deepEqual(s.voters, ["n1", "n2", "n3"]);
+      assert.ok(s.counters.walFsyncs > 0);
+      assert.ok(s.histograms.walFsyncSeconds.count > 0);
+    }
+    assert.ok(leaders[0].peers.every((p) => p.matchIndex > 0 && p.state === "replicate"));
+    const spec = c.specs[0];
+    assert.equal((await fetch(`http://${spec.host}:${spec.httpPort}/livez`)).status, 200);
+    assert.equal((await fetch(`http://${spec.host}:${spec.httpPort}/readyz`)).status, 200);
+  });
+
+  test("with no quorum a request fails UNAVAILABLE by its deadline, never hangs; nothing is lost when the quorum returns", async () => {
+    const cl = client(undefined, 5000);
+    await cl.put("before-outage", "kept");
+    const leader = await c.waitForLeader();
+    const others = c.specs.map((s) => s.id).filter((id) => id !== leader);
+    await c.kill(others[0]);
+    await c.kill(others[1]);
+    const lonely = client([leader], 1500);
+    const t0 = Date.now();
+    await assert.rejects(lonely.put("during-outage", "x"), (e: unknown) => e instanceof RaftkvError && ["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(e.codeName));
+    assert.ok(Date.now() - t0 < 5000, "answered within the deadline");
+    await assert.rejects(lonely.get("before-outage"), (e: unknown) => e instanceof RaftkvError && ["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(e.codeName));
+    c.spawn(others[0]);
+    c.spawn(others[1]);
+    await c.waitForLeader({ timeoutMs: 20_000 });
+    assert.equal(text((await cl.get("before-outage")).kv!.value), "kept");
+  });
+});

@@ -605,8 +605,13 @@ export function leaderHint(err: Partial<ServiceError>): string {
 
 function errDetails(err: Partial<ServiceError>): string {
   const d = err.details || err.message || "unknown error";
-  // grpc-js messages repeat the code ("14 UNAVAILABLE: ..."); keep the text after it.
-  return d.replace(/^\d+ [A-Z_]+: /, "");
+  // grpc-js messages repeat the code ("14 UNAVAILABLE: ...") and wrap connection failures in
+  // resolver prose; keep what a person needs.
+  return d
+    .replace(/^\d+ [A-Z_]+: /, "")
+    .replace(/^No connection established\. Last error: (?:Error: )?/, "no connection: ")
+    .replace(/\.? ?Resolution note: *$/, "")
+    .replace(/\.$/, "");
 }
 
 function toRaftkvError(err: ServiceError, ep: Endpoint, attempts: number, hint: string): RaftkvError {

@@ -90,6 +90,8 @@ export class Driver {
   };
   private lastLeader: NodeId = NONE;
   private lastRole: Role = Role.Follower;
+  /** Resolved (and replaced) whenever a new leader becomes known: waiting requests retry at once. */
+  private leaderChange = deferred();
 
   private constructor(opts: DriverOptions, kv: KvStore) {
     this.opts = opts;
@@ -224,7 +226,7 @@ export class Driver {
         }
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const r = await raceTimeout(done, Math.min(left, lastErr ? 50 : retryEvery));
+        const r = await raceTimeout(done, Math.min(left, lastErr ? 50 : retryEvery), this.leaderChange.promise);
         if (r !== TIMEOUT) {
           this.metrics.proposalsApplied++;
           return r;
@@ -264,7 +266,7 @@ export class Driver {
         await sleep(Math.min(left, 50));
         continue;
       }
-      const r = await raceTimeout(done, Math.min(left, retryEvery));
+      const r = await raceTimeout(done, Math.min(left, retryEvery), this.leaderChange.promise);
       this.reads.delete(key);
       if (r !== TIMEOUT) return r;
       if (Date.now() >= deadline) break;
@@ -503,7 +505,13 @@ export class Driver {
 
   private noteRole(role: Role, leader: NodeId): void {
     const term = this.node.raft.term;
-    if (leader !== this.lastLeader && leader !== NONE) this.metrics.leaderChanges++;
+    if (leader !== this.lastLeader && leader !== NONE) {
+      this.metrics.leaderChanges++;
+      // A forwarded proposal or read may have been lost with the old leader: retry now.
+      const old = this.leaderChange;
+      this.leaderChange = deferred();
+      old.resolve();
+    }
     if (role !== this.lastRole || leader !== this.lastLeader) {
       if (role === Role.Leader) this.log.info({ term, role }, `${this.id} became LEADER at term ${term}`);
       else if (this.lastRole === Role.Leader) this.log.info({ term, role, leader }, `${this.id} lost LEADER role at term ${term}; now ${role}${leader ? `, LEADER is ${leader}` : ""}`);
@@ -557,9 +565,20 @@ export class Driver {
 
 const TIMEOUT = Symbol("timeout");
 
-function raceTimeout<T>(p: Promise<T>, ms: number): Promise<T | typeof TIMEOUT> {
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Resolves with p's value, or TIMEOUT after ms or as soon as `wake` resolves. */
+function raceTimeout<T>(p: Promise<T>, ms: number, wake?: Promise<void>): Promise<T | typeof TIMEOUT> {
   return new Promise((resolve, reject) => {
     const t = setTimeout(() => resolve(TIMEOUT), ms);
+    wake?.then(() => {
+      clearTimeout(t);
+      resolve(TIMEOUT);
+    });
     p.then(
       (v) => {
         clearTimeout(t);

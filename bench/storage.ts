@@ -174,9 +174,17 @@ async function main(): Promise<void> {
     rawSync(0.2);
     for (const v of variants) await v.run(0.1);
     for (let r = 0; r < RUNS; r++) {
-      // Raw and batch-1 back to back, so their ratio is measured under the same load.
+      // Let writeback from the previous run settle; then raw and batch-1 back to back, so their
+      // ratio is measured under the same load; the others in a rotating order, so that none
+      // always follows the heavy batch-1024 run.
+      await new Promise((res) => setTimeout(res, 300));
       raw.push(rawSync(SECONDS));
-      for (const v of variants) (wal[v.name] ??= []).push(await v.run(SECONDS));
+      (wal[variants[0].name] ??= []).push(await variants[0].run(SECONDS));
+      const rest = variants.slice(1);
+      for (let k = 0; k < rest.length; k++) {
+        const v = rest[(k + r) % rest.length];
+        (wal[v.name] ??= []).push(await v.run(SECONDS));
+      }
       rawA.push(await rawAsync());
       ratios.push(wal["batch 1"][r].batchesPerSec / raw[r]);
       progress(

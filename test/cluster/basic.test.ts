@@ -20,7 +20,7 @@ describe("a 3-node cluster", () => {
 
   before(async () => {
     c = await TestCluster.start({ nodes: 3 });
-    await c.waitForLeader();
+    await c.waitForLeader({ timeoutMs: 60_000 }); // process start-up (tsx) can be slow on a loaded machine
   });
   after(async () => {
     for (const cl of clients) cl.close();

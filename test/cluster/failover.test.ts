@@ -19,7 +19,7 @@ describe("failover", () => {
   const start = async (opts: Parameters<typeof TestCluster.start>[0] = {}) => {
     const c = await TestCluster.start({ electionMs: ELECTION_MS, ...opts });
     clusters.push(c);
-    await c.waitForLeader();
+    await c.waitForLeader({ timeoutMs: 60_000 }); // process start-up (tsx) can be slow on a loaded machine
     return c;
   };
   const client = (c: TestCluster, ids?: string[], timeoutMs = 8000) => {

@@ -20,7 +20,7 @@ after(async () => {
 
 test(`${CLIENTS} clients doing put/get/cas on ${KEYS.length} keys while nodes are killed and restarted: the history is linearizable`, async () => {
   c = await TestCluster.start({ nodes: 3, electionMs: 500 });
-  await c.waitForLeader();
+  await c.waitForLeader({ timeoutMs: 60_000 }); // process start-up (tsx) can be slow on a loaded machine
   const rec = new HistoryRecorder<KvInput, KvOutput>();
   const deadline = Date.now() + DURATION_MS;
   let seq = 0;

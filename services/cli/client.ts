@@ -206,6 +206,11 @@ interface RetryPlan {
   pinned?: Endpoint;
   /** Prefer the leader's endpoint once known. */
   preferLeader: boolean;
+  /**
+   * Find the leader's endpoint first (asking every node's Status) when it is not known: for
+   * operations only the leader answers fully (members' progress, leadership transfer).
+   */
+  leaderOnly?: boolean;
 }
 
 export class RaftkvClient {
@@ -332,7 +337,7 @@ export class RaftkvClient {
 
   /** The members as the leader (if known, else any node) sees them. */
   async memberList(opts: CallOpts = {}): Promise<MemberListResponse> {
-    return this.retry<MemberListResponse>({ op: "memberList", timeoutMs: this.callTimeout(opts), preferLeader: true }, (ep, md, o, cb) =>
+    return this.retry<MemberListResponse>({ op: "memberList", timeoutMs: this.callTimeout(opts), preferLeader: true, leaderOnly: true }, (ep, md, o, cb) =>
       this.cl(ep).memberList({}, md, o, cb),
     );
   }
@@ -341,7 +346,7 @@ export class RaftkvClient {
   async transferLeadership(targetId?: string, opts: CallOpts = {}): Promise<TransferLeadershipResponse> {
     const req = { targetId: targetId ?? "" };
     return this.retry<TransferLeadershipResponse>(
-      { op: "transferLeadership", timeoutMs: this.callTimeout(opts), preferLeader: true },
+      { op: "transferLeadership", timeoutMs: this.callTimeout(opts), preferLeader: true, leaderOnly: true },
       (ep, md, o, cb) => this.cl(ep).transferLeadership(req, md, o, cb),
     );
   }
@@ -479,6 +484,9 @@ export class RaftkvClient {
     let lastEp: Endpoint | undefined;
     let hint = "";
     for (;;) {
+      if (plan.leaderOnly && !plan.pinned && this.leaderEndpoint() === undefined) {
+        await this.probe(this.eps, Math.min(deadline, Date.now() + Math.min(1000, this.attemptTimeoutMs)));
+      }
       const ep = plan.pinned ?? this.pick(plan.preferLeader, lastEp, hint);
       const now = Date.now();
       const attemptDeadline = Math.min(deadline, now + this.attemptTimeoutMs);
@@ -532,11 +540,17 @@ export class RaftkvClient {
         return this.eps[i]!;
       }
     }
-    if (preferLeader && this.leaderId && !failed) {
-      const i = this.memberEndpoint.get(this.leaderId);
-      if (i !== undefined) return this.eps[i]!;
+    if (preferLeader) {
+      const leader = this.leaderEndpoint();
+      if (leader !== undefined && leader !== failed) return leader;
     }
     return this.eps[this.current]!;
+  }
+
+  private leaderEndpoint(): Endpoint | undefined {
+    if (!this.leaderId) return undefined;
+    const i = this.memberEndpoint.get(this.leaderId);
+    return i === undefined ? undefined : this.eps[i];
   }
 
   /** Remembers which member answered on which endpoint and which leader it knows. */
@@ -570,16 +584,26 @@ export class RaftkvClient {
     if (unknown.length === 0) return;
     this.discovering = true;
     this.lastDiscovery = Date.now();
-    const deadline = Date.now() + Math.min(1000, this.attemptTimeoutMs);
-    void Promise.allSettled(
-      unknown.map((ep) =>
-        callOnce<StatusResponse>((e, md, o, cb) => this.cl(e).status({}, md, o, cb), ep, deadline).then((s) => {
-          if (s.memberId) this.memberEndpoint.set(s.memberId, this.eps.indexOf(ep));
-        }),
-      ),
-    ).finally(() => {
+    void this.probe(unknown, Date.now() + Math.min(1000, this.attemptTimeoutMs)).finally(() => {
       this.discovering = false;
     });
+  }
+
+  /**
+   * Asks these endpoints' Status at once: learns their member ids and the leader (a node that
+   * says it is leader wins over a node's opinion of who leads). Errors are ignored.
+   */
+  private async probe(eps: Endpoint[], deadline: number): Promise<void> {
+    const answers = await Promise.allSettled(eps.map((ep) => callOnce<StatusResponse>((e, md, o, cb) => this.cl(e).status({}, md, o, cb), ep, deadline)));
+    let leader = "";
+    answers.forEach((a, i) => {
+      if (a.status !== "fulfilled" || this.closed) return;
+      const idx = this.eps.indexOf(eps[i]!);
+      if (a.value.memberId && idx >= 0) this.memberEndpoint.set(a.value.memberId, idx);
+      if (a.value.role === "leader") leader = a.value.memberId;
+      else if (!leader && a.value.leaderId) leader = a.value.leaderId;
+    });
+    if (leader) this.leaderId = leader;
   }
 }
 

@@ -5,7 +5,7 @@
 const LEVELS: Record<number, string> = { 10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL" };
 
 /** Fields every line has or that say nothing in a local cluster. */
-const SKIP = new Set(["level", "time", "msg", "pid", "hostname", "name", "v", "service", "nodeId"]);
+const SKIP = new Set(["level", "time", "msg", "pid", "hostname", "name", "v", "service", "node", "nodeId"]);
 
 const MAX_EXTRA = 160;
 

@@ -86,6 +86,18 @@ describe("DiskStorage", () => {
     await s.close();
   });
 
+  it("loses only unsynced saves when closed as a crash would (discardUnsynced)", async () => {
+    const dir = fresh("discard");
+    let s = await DiskStorage.open(dir, base);
+    await s.save({ entries: range(1, 3, 1), hardState: { term: 1, vote: "", commit: 1 }, mustSync: true });
+    await s.save({ entries: [], hardState: { term: 1, vote: "", commit: 3 }, mustSync: false });
+    await s.close({ discardUnsynced: true });
+    s = await DiskStorage.open(dir, base);
+    assert.equal(s.lastIndex(), 3);
+    assert.equal(s.initialState().hardState.commit, 1);
+    await s.close();
+  });
+
   it("applies concurrent saves in call order", async () => {
     const dir = fresh("order");
     let s = await DiskStorage.open(dir, base);

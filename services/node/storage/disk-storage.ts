@@ -414,15 +414,19 @@ export class DiskStorage implements LogStorage {
     await this.wal.idle();
   }
 
-  /** Waits for pending writes, flushes unsynced bytes, closes the files. Idempotent. */
-  close(): Promise<void> {
+  /**
+   * Waits for pending writes, flushes unsynced bytes, closes the files. Idempotent.
+   * `discardUnsynced` drops what mustSync: false saves left in memory instead, as a crash would
+   * (for simulations of crash-restart).
+   */
+  close(opts: { discardUnsynced?: boolean } = {}): Promise<void> {
     if (this.closed) return this.closed;
     this.closing = true;
     this.closed = (async () => {
       await this.snapQueue;
       await this.queue;
       try {
-        await this.wal.close(this.failed === null);
+        await this.wal.close(this.failed === null && !opts.discardUnsynced);
       } finally {
         await this.unlock();
       }

@@ -177,6 +177,23 @@ describe("RaftkvClient retries", () => {
   });
 });
 
+test("members and leadership transfer are asked of the leader, found through every node's Status", async () => {
+  const members = { memberId: "n3", members: [] };
+  const n1 = await server({ memberId: "n1", leaderId: "n3", handlers: { memberList: () => ({ ok: { memberId: "n1", members: [] } }) } });
+  const n2 = await server({ memberId: "n2", leaderId: "n3", handlers: { memberList: () => ({ ok: { memberId: "n2", members: [] } }) } });
+  const n3 = await server({
+    memberId: "n3",
+    leaderId: "n3",
+    handlers: { memberList: () => ({ ok: members }), transferLeadership: () => ({ ok: { leaderId: "n1", term: 3 } }) },
+  });
+  const c = client({ endpoints: [n1.address, n2.address, n3.address] });
+  assert.equal((await c.memberList()).memberId, "n3");
+  assert.equal((await c.transferLeadership()).leaderId, "n1");
+  assert.equal(n3.calls.filter((x) => x.method === "transferLeadership").length, 1);
+  assert.equal([...n1.calls, ...n2.calls].filter((x) => x.method !== "status").length, 0);
+  assert.equal(c.knownLeader, "n1");
+});
+
 describe("RaftkvClient sessions", () => {
   test("sequential writes use the client id with seq 1, 2, 3, ...", async () => {
     const s = await server({

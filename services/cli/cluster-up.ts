@@ -16,6 +16,9 @@ import { fileURLToPath } from "node:url";
 import { RaftkvClient } from "./client.js";
 import { ANSI, formatLogLine, PREFIX_COLOURS } from "./log-format.js";
 
+/** A repeated SIGINT/SIGTERM later than this after the first forces SIGKILL. */
+const REPEAT_SIGNAL_MS = 1000;
+
 export interface ClusterUpOptions {
   nodes: number;
   dataDir: string;
@@ -274,18 +277,21 @@ export async function clusterUp(o: ClusterUpOptions, runtime: Runtime, io: Clust
     clearTimeout(timer);
   };
 
-  let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
+    if (firstSignalAt === 0) {
+      firstSignalAt = Date.now();
       void stopAll(sig).then(() => {
         say("all processes stopped");
         finish(0);
       });
-    } else {
+    } else if (Date.now() - firstSignalAt > REPEAT_SIGNAL_MS) {
+      // Ctrl-C pressed again: the user does not want to wait for the grace period.
       say(`${sig} again: SIGKILL to every process still running`);
       for (const c of children.filter((x) => x.alive)) c.proc.kill("SIGKILL");
     }
+    // A second signal right after the first is the same Ctrl-C: the terminal signals the whole
+    // foreground group and `npm start` forwards its own copy to us.
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

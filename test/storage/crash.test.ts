@@ -6,6 +6,8 @@
 
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import fs from "node:fs";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { after, describe, it } from "node:test";
@@ -20,6 +22,23 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
 const cleanups: Array<() => void> = [];
 after(() => cleanups.forEach((c) => c()));
+
+/**
+ * How to start the child. Bundled once with esbuild (tsx's own compiler) it starts in a
+ * fraction of the time `--import tsx` takes, which is most of this test's run time; if that
+ * fails for any reason, tsx it is.
+ */
+async function childArgs(): Promise<string[]> {
+  try {
+    const { build } = await import("esbuild");
+    const out = join(ROOT, "node_modules", ".cache", "raftkv", `crash-child-${process.pid}.mjs`);
+    await build({ entryPoints: [CHILD], outfile: out, bundle: true, platform: "node", format: "esm", packages: "external", logLevel: "silent" });
+    cleanups.push(() => fs.rmSync(out, { force: true }));
+    return [out];
+  } catch {
+    return ["--import", "tsx", CHILD];
+  }
+}
 
 interface Intent {
   start: number;
@@ -64,9 +83,9 @@ interface RunResult {
 }
 
 /** Runs one child on dir, kills it after a random delay, and folds what it acknowledged into the model. */
-function runChild(dir: string, seed: number, model: Model, pick: (n: number) => number): Promise<RunResult> {
+function runChild(args: string[], dir: string, seed: number, model: Model, pick: (n: number) => number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", CHILD, dir, String(seed)], {
+    const child: ChildProcess = spawn(process.execPath, [...args, dir, String(seed)], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -170,6 +189,7 @@ async function verify(dir: string, model: Model, inFlight: Intent | null): Promi
 describe("crash safety with real processes", () => {
   it(`keeps every acknowledged entry through ${KILLS} SIGKILLs at random moments`, { timeout: 180_000 }, async () => {
     const t0 = Date.now();
+    const args = await childArgs();
     const stats = { kills: 0, acked: 0, tornRecoveries: 0 };
     await Promise.all(
       Array.from({ length: WORKERS }, async (_, w) => {
@@ -178,7 +198,7 @@ describe("crash safety with real processes", () => {
         const model = new Model();
         const pick = rng(1000 + w);
         for (let k = w; k < KILLS; k += WORKERS) {
-          const res = await runChild(t.dir, 7919 * (k + 1), model, pick);
+          const res = await runChild(args, t.dir, 7919 * (k + 1), model, pick);
           if (res.signal !== "SIGKILL") assert.fail(`child exited by itself (code ${res.code}, signal ${res.signal}):\n${res.stderr}`);
           if (res.readyMismatch) assert.fail(res.readyMismatch);
           stats.kills++;

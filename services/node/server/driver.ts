@@ -81,6 +81,7 @@ export class Driver {
   readonly metrics = {
     walFsync: new Histogram(DISK_BUCKETS),
     apply: new Histogram(),
+    /** Entries seen committed / applied here (every member counts them, as etcd's metrics do). */
     proposalsCommitted: 0,
     proposalsApplied: 0,
     proposalsFailed: 0,
@@ -89,6 +90,7 @@ export class Driver {
     leaderChanges: 0,
   };
   private lastLeader: NodeId = NONE;
+  private lastCommit = 0;
   private lastRole: Role = Role.Follower;
   /** Resolved (and replaced) whenever a new leader becomes known: waiting requests retry at once. */
   private leaderChange = deferred();
@@ -104,6 +106,7 @@ export class Driver {
     const snap = opts.storage.snapshot();
     this.lastSnapshotIndex = snap.meta.index;
     this.confState = opts.storage.initialState().confState;
+    this.lastCommit = opts.storage.initialState().hardState.commit;
     const prng = new Prng(opts.seed ?? (Math.random() * 0xffffffff) >>> 0);
     this.node = new RawNode({
       id: opts.id,
@@ -227,10 +230,7 @@ export class Driver {
         const left = deadline - Date.now();
         if (left <= 0) break;
         const r = await raceTimeout(done, Math.min(left, lastErr ? 50 : retryEvery), this.leaderChange.promise);
-        if (r !== TIMEOUT) {
-          this.metrics.proposalsApplied++;
-          return r;
-        }
+        if (r !== TIMEOUT) return r;
       }
     } finally {
       this.proposals.delete(key);
@@ -393,6 +393,11 @@ export class Driver {
 
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.softState) this.noteRole(rd.softState.role, rd.softState.leader);
+    // Like etcd's proposals_committed_total: entries this node has seen committed.
+    if (rd.hardState && rd.hardState.commit > this.lastCommit) {
+      this.metrics.proposalsCommitted += rd.hardState.commit - this.lastCommit;
+      this.lastCommit = rd.hardState.commit;
+    }
     const leader = this.node.raft.role === Role.Leader;
     // Thesis §10.2.1: the leader may write its log in parallel with sending it; its own
     // acknowledgement only counts toward commits published in a later Ready, after this write.
@@ -443,8 +448,8 @@ export class Driver {
         res = this.kv.applyNoop(e.index);
       } else {
         res = this.kv.apply(e.index, e.data);
-        if (e.data.length > 0) this.metrics.proposalsCommitted++;
       }
+      this.metrics.proposalsApplied++;
       this.metrics.apply.observe((performance.now() - t0) / 1000);
       if (res.type !== "noop" && res.type !== "skipped" && res.requestId) {
         const w = this.proposals.get(`${res.requestId.clientId}/${res.requestId.seq}`);

@@ -3,6 +3,7 @@
 
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { createServer, type Server } from "node:net";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { EXIT, run } from "./program.js";
 import { closedPort, grpcError, header, startScriptedServer, statusOf, type ScriptedServer } from "./scripted-server.js";
@@ -282,5 +283,26 @@ describe("raftkv command line: commands and exit codes", () => {
     const snap = await cli(["snapshot", "--endpoints", s.address]);
     assert.equal(snap.code, 0);
     assert.match(snap.stdout, new RegExp(`${s.address}\\s+40\\s+5\\s+2\\.0 KiB`));
+  });
+});
+
+describe("raftkv cluster up", () => {
+  test("refuses to start, exit 1, when one of its ports is in use, naming the port and the process", async () => {
+    const busy: Server = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", () => r()));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const r = await cli(["cluster", "up", "--nodes", "1", "--no-exporters", "--base-client-port", String(port), "--base-peer-port", String(port + 1), "--base-http-port", String(port + 2), "--data-dir", "/nonexistent/never-created"]);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, new RegExp(`cannot start: port ${port} \\(n1\\) already in use on 127\\.0\\.0\\.1`));
+    } finally {
+      busy.close();
+    }
+  });
+
+  test("refuses overlapping port ranges before checking anything else", async () => {
+    const r = await cli(["cluster", "up", "--base-client-port", "9091", "--base-http-port", "9092"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stdout, /port 9092 would be used by both n1 and n2/);
   });
 });

@@ -317,6 +317,28 @@ describe("PeerTransport: message streams", () => {
     for (const c of paused) c.resume();
   });
 
+  test("a stream is replaced before its deadline without losing, reordering or reporting anything", async () => {
+    const [n1, n2] = await cluster(2, { streamDeadlineMs: 300 });
+    let i = 0;
+    const until = Date.now() + 1_500;
+    while (Date.now() < until) {
+      n1!.transport.send([app("n1", "n2", ++i, 2)]);
+      await sleep(i % 10 === 0 ? 5 : 0);
+    }
+    await waitFor("everything", () => n2!.received.length === i);
+    assert.deepEqual(
+      n2!.received.map((m) => m.index),
+      Array.from({ length: i }, (_, k) => k + 1),
+    );
+    assert.deepEqual(n1!.unreachable, []);
+    assert.equal(status(n1!, "n2").connected, true);
+    assert.equal(status(n1!, "n2").droppedMessages, 0);
+    assert.equal(n1!.logs.filter((l) => l.msg === "peer unreachable; retrying with backoff").length, 0);
+    assert.equal(n1!.logs.filter((l) => l.msg === "peer connected").length, 1, "no flapping");
+    const rotations = n1!.logs.filter((l) => l.msg === "replacing the stream before its deadline").length;
+    assert.ok(rotations >= 3, `rotated ${rotations} times`);
+  });
+
   test("close() is idempotent, ends streams and nothing reaches the driver afterwards", async () => {
     const [n1, n2] = await cluster(2);
     n1!.transport.send([app("n1", "n2", 1)]);

@@ -61,6 +61,8 @@ export interface PeerTransportOptions {
   maxQueuedBytesPerPeer?: number;
   /** Largest snapshot this node accepts (default 1 GiB). */
   maxSnapshotBytes?: number;
+  /** Deadline of each long-lived stream (default 5 min); a stream is replaced shortly before it. */
+  streamDeadlineMs?: number;
 }
 
 export interface PeerStatus {
@@ -72,7 +74,7 @@ export interface PeerStatus {
   lastContactMs: number | null;
   droppedMessages: number;
   sentBatches: number;
-  /** Bytes written to the stream and not yet handed to HTTP/2 (a peer that does not keep up). */
+  /** Bytes waiting to be written or written and not yet handed to HTTP/2 (a peer that does not keep up). */
   queuedBytes: number;
 }
 
@@ -80,6 +82,8 @@ export interface PeerStatus {
 export const CLUSTER_ID_METADATA = "raftkv-cluster-id";
 export const FROM_METADATA = "raftkv-from";
 
+/** Writes a stream may have waiting for HTTP/2 before further messages are coalesced instead. */
+const MAX_WRITES_IN_FLIGHT = 2;
 /** Largest MessageBatch a sender writes as one gRPC message when it can split (a lone bigger message is sent as is). */
 export const MAX_BATCH_BYTES = 2 * 1024 * 1024;
 /** The largest single gRPC message a peer server should accept (a message with one large entry can exceed MAX_BATCH_BYTES). */
@@ -113,8 +117,8 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   "grpc.max_send_message_length": -1,
 };
 
-const STREAM_DEADLINE_MS = 5 * 60_000;
-/** Streams are replaced this long before their deadline, so no message is lost to DEADLINE_EXCEEDED. */
+const DEFAULT_STREAM_DEADLINE_MS = 5 * 60_000;
+/** Streams are replaced this long before their deadline (at most), so no message is lost to DEADLINE_EXCEEDED. */
 const STREAM_ROTATE_MARGIN_MS = 30_000;
 /** A stream the peer has not answered (response headers) within this is given up and retried. */
 const CONNECT_TIMEOUT_MS = 5_000;
@@ -211,6 +215,13 @@ interface OutStream {
   establishedAt: number;
   /** Bytes written and not yet handed to HTTP/2 (write callbacks pending). */
   queuedBytes: number;
+  writesInFlight: number;
+  /** Due for replacement once its writes are out (see rotate). */
+  rotateWhenIdle: boolean;
+  /** Messages waiting for a write slot, coalesced into the next batch. */
+  pending: Message[];
+  pendingSizes: number[];
+  pendingBytes: number;
   /** Why we gave the call up ourselves, if we did (connect timeout). */
   giveUpReason: string | undefined;
   connectTimer: NodeJS.Timeout | undefined;
@@ -268,6 +279,7 @@ export class PeerTransport {
   private readonly chunkBytes: number;
   private readonly maxQueued: number;
   private readonly maxSnapshotBytes: number;
+  private readonly streamDeadlineMs: number;
   private closed = false;
   private closing: Promise<void> | undefined;
 
@@ -276,10 +288,12 @@ export class PeerTransport {
     this.selfId = opts.selfId;
     this.clusterId = opts.clusterId;
     this.handler = opts.handler;
-    this.log = opts.logger.child({ component: "transport" });
+    this.log = opts.logger;
     this.chunkBytes = opts.snapshotChunkBytes ?? DEFAULT_SNAPSHOT_CHUNK_BYTES;
     this.maxQueued = opts.maxQueuedBytesPerPeer ?? DEFAULT_MAX_QUEUED_BYTES;
     this.maxSnapshotBytes = opts.maxSnapshotBytes ?? DEFAULT_MAX_SNAPSHOT_BYTES;
+    this.streamDeadlineMs = opts.streamDeadlineMs ?? DEFAULT_STREAM_DEADLINE_MS;
+    if (!(this.streamDeadlineMs >= 100)) throw new Error(`PeerTransport: streamDeadlineMs must be at least 100, got ${this.streamDeadlineMs}`);
     if (!(this.chunkBytes > 0)) throw new Error(`PeerTransport: snapshotChunkBytes must be positive, got ${this.chunkBytes}`);
     for (const p of opts.peers) {
       if (p.id === this.selfId) continue;
@@ -342,44 +356,73 @@ export class PeerTransport {
       this.log.error({ peer: to, err: errMessage(e) }, "cannot encode raft messages (a bug in their producer); dropped");
       return;
     }
-    let dropped = false;
-    let start = 0;
-    let bytes = 0;
+    let dropped = 0;
     for (let i = 0; i < msgs.length; i++) {
       const frame = messageFrameSize(sizes[i]!);
-      if (i > start && bytes + frame > MAX_BATCH_BYTES) {
-        dropped = !this.writeBatch(link, s, msgs, sizes, start, i) || dropped;
-        start = i;
-        bytes = 0;
+      const held = s.queuedBytes + s.pendingBytes;
+      if (held > 0 && held + frame > this.maxQueued) {
+        dropped++;
+        continue;
       }
-      bytes += frame;
+      s.pending.push(msgs[i]!);
+      s.pendingSizes.push(sizes[i]!);
+      s.pendingBytes += frame;
     }
-    dropped = !this.writeBatch(link, s, msgs, sizes, start, msgs.length) || dropped;
-    if (dropped) this.defer(() => this.opts.onUnreachable(to));
-  }
-
-  /** Writes msgs[from, to) as one MessageBatch; false when it was dropped because the peer is not keeping up. */
-  private writeBatch(link: PeerLink, s: OutStream, msgs: Message[], sizes: number[], from: number, to: number): boolean {
-    const whole = from === 0 && to === msgs.length;
-    const buf = encodeBatch(this.clusterId, whole ? msgs : msgs.slice(from, to), whole ? sizes : sizes.slice(from, to));
-    if (s.queuedBytes > 0 && s.queuedBytes + buf.length > this.maxQueued) {
-      link.dropped += to - from;
+    if (dropped > 0) {
+      link.dropped += dropped;
       if (!link.congested) {
         link.congested = true;
-        this.log.warn({ peer: link.id, queuedBytes: s.queuedBytes }, "peer is not keeping up: dropping messages to it");
+        this.log.warn({ peer: to, queuedBytes: s.queuedBytes + s.pendingBytes }, "peer is not keeping up: dropping messages to it");
       }
-      return false;
+      this.defer(() => this.opts.onUnreachable(to));
     }
-    s.queuedBytes += buf.length;
-    link.sentBatches++;
-    s.call.write(buf, () => {
-      s.queuedBytes -= buf.length;
-      if (link.congested && link.stream === s && s.queuedBytes <= this.maxQueued / 2) {
-        link.congested = false;
-        this.log.info({ peer: link.id }, "peer caught up: sending to it again");
+    this.flush(link, s);
+  }
+
+  /**
+   * Writes pending messages as MessageBatches while fewer than MAX_WRITES_IN_FLIGHT writes wait
+   * for HTTP/2. An idle stream therefore sends at once (no added latency); a busy one coalesces
+   * whatever arrives meanwhile into the next batch, which is what keeps per-gRPC-message costs
+   * (on both ends) from capping throughput.
+   */
+  private flush(link: PeerLink, s: OutStream): void {
+    if (s.rotateWhenIdle) {
+      if (s.writesInFlight === 0) this.rotate(link, s);
+      return;
+    }
+    while (s.pending.length > 0 && s.writesInFlight < MAX_WRITES_IN_FLIGHT) {
+      let msgs = s.pending;
+      let sizes = s.pendingSizes;
+      if (s.pendingBytes > MAX_BATCH_BYTES) {
+        let n = 0;
+        let bytes = 0;
+        while (n < msgs.length && (n === 0 || bytes + messageFrameSize(sizes[n]!) <= MAX_BATCH_BYTES)) {
+          bytes += messageFrameSize(sizes[n]!);
+          n++;
+        }
+        msgs = s.pending.splice(0, n);
+        sizes = s.pendingSizes.splice(0, n);
+        s.pendingBytes -= bytes;
+      } else {
+        s.pending = [];
+        s.pendingSizes = [];
+        s.pendingBytes = 0;
       }
-    });
-    return true;
+      const buf = encodeBatch(this.clusterId, msgs, sizes);
+      s.queuedBytes += buf.length;
+      s.writesInFlight++;
+      link.sentBatches++;
+      s.call.write(buf, () => {
+        s.queuedBytes -= buf.length;
+        s.writesInFlight--;
+        if (link.stream !== s || this.closed) return;
+        if (link.congested && s.queuedBytes + s.pendingBytes <= this.maxQueued / 2) {
+          link.congested = false;
+          this.log.info({ peer: link.id }, "peer caught up: sending to it again");
+        }
+        this.flush(link, s);
+      });
+    }
   }
 
   private openStream(link: PeerLink, rotating = false): void {
@@ -404,6 +447,11 @@ export class PeerTransport {
       openedAt: Date.now(),
       establishedAt: 0,
       queuedBytes: 0,
+      writesInFlight: 0,
+      rotateWhenIdle: false,
+      pending: [],
+      pendingSizes: [],
+      pendingBytes: 0,
       giveUpReason: undefined,
       connectTimer: undefined,
       rotateTimer: undefined,
@@ -415,7 +463,7 @@ export class PeerTransport {
         identity,
         emptyAck,
         md,
-        { deadline: Date.now() + STREAM_DEADLINE_MS },
+        { deadline: Date.now() + this.streamDeadlineMs },
         (err) => {
           resolveDone();
           this.onStreamStatus(link, s, err);
@@ -435,7 +483,8 @@ export class PeerTransport {
       s.call.cancel();
     }, CONNECT_TIMEOUT_MS);
     s.connectTimer.unref();
-    s.rotateTimer = setTimeout(() => this.rotate(link, s), STREAM_DEADLINE_MS - STREAM_ROTATE_MARGIN_MS);
+    const margin = Math.min(STREAM_ROTATE_MARGIN_MS, this.streamDeadlineMs / 10);
+    s.rotateTimer = setTimeout(() => this.rotate(link, s), this.streamDeadlineMs - margin);
     s.rotateTimer.unref();
     link.stream = s;
     if (!rotating) link.state = "connecting";
@@ -453,10 +502,32 @@ export class PeerTransport {
     }
   }
 
-  /** Replaces a stream before its deadline; the old one is half-closed so what it holds still arrives. */
+  /**
+   * Replaces a stream before its deadline; the old one is half-closed so what it holds still
+   * arrives. It waits until HTTP/2 has taken every write of the old stream (messages meanwhile
+   * wait in `pending`), so nothing written on the new stream can overtake them.
+   */
   private rotate(link: PeerLink, old: OutStream): void {
     if (this.closed || link.stream !== old) return;
+    if (old.writesInFlight > 0) {
+      old.rotateWhenIdle = true;
+      return;
+    }
+    this.log.debug({ peer: link.id }, "replacing the stream before its deadline");
     this.openStream(link, old.established);
+    const next = link.stream;
+    if (next !== undefined && next !== old) {
+      // What was still waiting for a write slot goes out on the new stream.
+      next.pending = old.pending;
+      next.pendingSizes = old.pendingSizes;
+      next.pendingBytes = old.pendingBytes;
+      old.pending = [];
+      old.pendingSizes = [];
+      old.pendingBytes = 0;
+      this.flush(link, next);
+    } else {
+      link.dropped += old.pending.length;
+    }
     this.endStream(old);
   }
 
@@ -475,6 +546,7 @@ export class PeerTransport {
       return;
     }
     link.stream = undefined;
+    link.dropped += s.pending.length;
     if (this.closed) return;
     // The peer only ends a stream when we end it, so any status here means it is gone.
     const reason = s.giveUpReason ?? (err ? `${grpc.status[err.code] ?? err.code}: ${err.details}` : "stream ended by the peer");
@@ -938,7 +1010,7 @@ export class PeerTransport {
         lastContactMs: this.lastContact.get(l.id) ?? null,
         droppedMessages: l.dropped,
         sentBatches: l.sentBatches,
-        queuedBytes: l.stream?.queuedBytes ?? 0,
+        queuedBytes: l.stream === undefined ? 0 : l.stream.queuedBytes + l.stream.pendingBytes,
       });
     }
     return out;

@@ -270,6 +270,15 @@ describe("PeerTransport: message streams", () => {
     assert.match(String(warned[0]!.reason), /UNAVAILABLE/);
   });
 
+  test("an address gRPC cannot even parse is an unreachable peer with an error in the log, not a throw", async () => {
+    const l1 = await listen();
+    const n1 = makeNode("n1", l1, [{ id: "n2", address: "" }]);
+    n1.transport.send([emptyMessage(MessageType.Heartbeat, "n1", "n2", 1)]);
+    await waitFor("retries", () => n1.unreachable.length >= 2);
+    assert.equal(n1.logs.filter((l) => l.msg === "invalid peer address").length, 1, "said once, not per retry");
+    assert.equal(status(n1, "n2").connected, false);
+  });
+
   test("a peer that stops reading cannot make the queue grow without bound: messages are dropped and reported", async () => {
     // A real gRPC server that accepts the stream and then never reads from it.
     const l2 = await listen();

@@ -48,7 +48,11 @@ export interface PeerTransportOptions {
   /** host:port; the host may be a DNS name that does not resolve yet. May include self (skipped). */
   peers: Array<{ id: NodeId; address: string }>;
   handler: TransportHandler;
-  /** The bytes of the snapshot a Snap message refers to (the core's message carries only meta; data may be empty). */
+  /**
+   * The bytes of the snapshot a Snap message refers to (the core's message carries only meta;
+   * data may be empty). Used only when msg.snapshot.data is empty; yielded pieces are kept until
+   * sent, so a source must not reuse a buffer it has yielded.
+   */
   snapshotSource(meta: SnapshotMeta): AsyncIterable<Uint8Array>;
   /** A peer could not be reached (once per failed stream, or per send() that had to drop). Never called from inside send(). */
   onUnreachable(peer: NodeId): void;
@@ -432,7 +436,8 @@ export class PeerTransport {
         client = link.client = new grpc.Client(link.address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
       } catch (e) {
         // An address grpc cannot even parse: retried like any other failure, and said loudly.
-        this.log.error({ peer: link.id, address: link.address, err: errMessage(e) }, "invalid peer address");
+        const n = this.limiter.allow(`bad-address:${link.id}`);
+        if (n !== false) this.log.error({ peer: link.id, address: link.address, err: errMessage(e), suppressed: n }, "invalid peer address");
         this.streamFailed(link, undefined, `invalid address: ${errMessage(e)}`);
         return;
       }

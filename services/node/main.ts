@@ -10,6 +10,7 @@ import { ConfigError, type Config, loadConfig } from "./config.js";
 import { ClientApi } from "./server/client-api.js";
 import { Driver, sleep } from "./server/driver.js";
 import { startHttp } from "./server/http.js";
+import { PEER_SERVER_OPTIONS } from "./server/transport.js";
 import { buildStatus, isReady } from "./server/status.js";
 import { DiskStorage } from "./storage/disk-storage.js";
 import { Role } from "./raft/types.js";
@@ -86,11 +87,7 @@ async function main(): Promise<void> {
   const clientServer = new Server({ "grpc.max_receive_message_length": messageLimit, "grpc.max_send_message_length": 16 * 1024 * 1024 });
   clientServer.addService(KVService, api.kvService());
   clientServer.addService(ClusterService, api.clusterService());
-  const peerServer = new Server({
-    "grpc.max_receive_message_length": 64 * 1024 * 1024,
-    "grpc.keepalive_permit_without_calls": 1,
-    "grpc.http2.min_ping_interval_without_data_ms": 5000,
-  });
+  const peerServer = new Server(PEER_SERVER_OPTIONS);
   driver.transport.addToServer(peerServer);
 
   let clientPort: number;

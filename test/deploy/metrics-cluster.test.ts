@@ -228,11 +228,14 @@ describe("end to end: a real Prometheus scraping the exporters of a real 3-node 
 
     const requestsOk = 'sum by (method) (raftkv_client_requests_total{code="OK"})';
     const putLatencyCount = 'sum(raftkv_client_request_duration_seconds_count{method="Put"})';
+    // rate() needs two samples of a series: the request panels have data only after a second scrape.
+    const requestRate = 'sum by (method) (rate(raftkv_client_requests_total[1m]))';
     await waitUntil(
       `${WRITES} puts and ${READS} gets visible`,
       [
         requestsOk,
         putLatencyCount,
+        requestRate,
         "raftkv_kv_keys",
         "raftkv_raft_commit_index",
         "raftkv_raft_applied_index",
@@ -248,6 +251,7 @@ describe("end to end: a real Prometheus scraping the exporters of a real 3-node 
         if ((byMethod.get("Put") ?? 0) < WRITES) return `Put OK requests ${byMethod.get("Put") ?? 0} < ${WRITES}`;
         if ((byMethod.get("Get") ?? 0) < READS) return `Get OK requests ${byMethod.get("Get") ?? 0} < ${READS}`;
         if ((s[putLatencyCount]![0]?.value ?? 0) < WRITES) return `Put latency histogram count < ${WRITES}`;
+        if (!s[requestRate]!.some((x) => x.metric.method === "Put")) return "no request rate yet (one scrape of the request counters so far)";
         const everyMember = (q: string, ok: (v: number) => boolean, want: string) => {
           const m = perNode(s[q]!);
           if (m.size !== 3) return `${q}: ${m.size} members, want 3`;

@@ -174,12 +174,14 @@ async function main(): Promise<void> {
     rawSync(0.2);
     for (const v of variants) await v.run(0.1);
     for (let r = 0; r < RUNS; r++) {
-      // Let writeback from the previous run settle; then raw and batch-1 back to back, so their
+      // Let writeback from the previous run settle; then raw and batch-1 together, so their
       // ratio is measured under the same load; the others in a rotating order, so that none
       // always follows the heavy batch-1024 run.
       await new Promise((res) => setTimeout(res, 300));
-      raw.push(rawSync(SECONDS));
+      // Raw is measured half before and half after batch-1, bracketing it.
+      const rawBefore = rawSync(SECONDS / 2);
       (wal[variants[0].name] ??= []).push(await variants[0].run(SECONDS));
+      raw.push((rawBefore + rawSync(SECONDS / 2)) / 2);
       const rest = variants.slice(1);
       for (let k = 0; k < rest.length; k++) {
         const v = rest[(k + r) % rest.length];

@@ -322,6 +322,7 @@ async function measure(sys: SystemHandle, row: RowSpec, run: number, keys: Buffe
     },
   );
   if (isTty) process.stderr.write("\r\x1b[K");
+  if (aborted) return { row: row.id, system: sys.name, run, result, cpu, nodes };
   const leader = nodes?.find((n) => n.leader);
   progress(
     `${tag}: ${fmtInt(result.opsPerSec)} ops/s, p50 ${result.latencyMs.p50.toFixed(2)} ms, p99 ${result.latencyMs.p99.toFixed(2)} ms` +

@@ -74,6 +74,8 @@ test(`${CLIENTS} clients doing put/get/cas on ${KEYS.length} keys while nodes ar
       await c!.kill(victim);
       await new Promise((r) => setTimeout(r, 800));
       c!.spawn(victim);
+      // One node down at a time: wait until it serves again (start-up is slow on a loaded machine).
+      for (let t = 0; t < 100 && !(await c!.status(victim)); t++) await new Promise((r) => setTimeout(r, 100));
     }
   };
 

@@ -92,6 +92,14 @@ export class RawNode {
     this.proposeEntry({ term: 0, index: 0, type: EntryType.Normal, data });
   }
 
+  /** Proposes several commands at once: one append message per follower carries them all. */
+  proposeBatch(datas: Uint8Array[]): void {
+    if (datas.length === 0) return;
+    const m = emptyMessage(MessageType.Prop, this.raft.id, NONE);
+    m.entries = datas.map((data) => ({ term: 0, index: 0, type: EntryType.Normal, data }));
+    this.raft.step(m);
+  }
+
   proposeConfChange(conf: ConfState): void {
     this.proposeEntry({ term: 0, index: 0, type: EntryType.ConfChange, data: encodeConfState(conf) });
   }

@@ -48,6 +48,13 @@ interface Waiter<T> {
   reject(e: Error): void;
 }
 
+interface ReadRequest {
+  w: Waiter<number>;
+  dropped(reason: string): void;
+  /** False once the caller stopped waiting (timed out or retrying). */
+  live: boolean;
+}
+
 const CTX_BYTES = 12;
 
 export class Driver {
@@ -65,9 +72,12 @@ export class Driver {
   private fatal: Error | undefined;
   /** Proposals waiting for their entry to be applied here, by request id. */
   private proposals = new Map<string, Waiter<ApplyResult>>();
-  /** ReadIndex requests by context; then reads waiting for applied >= index. */
-  private reads = new Map<string, Waiter<number>>();
-  private readsToServe: Array<{ index: number; w: Waiter<number> }> = [];
+  /** Proposals not yet handed to the core (flushed as one batch per turn of the loop). */
+  private proposalQueue: Array<{ data: Uint8Array; dropped: (reason: string) => void }> = [];
+  /** Reads waiting for the next ReadIndex round; rounds in flight by context; then reads waiting for applied >= index. */
+  private readQueue: ReadRequest[] = [];
+  private reads = new Map<string, ReadRequest[]>();
+  private readsToServe: Array<{ index: number; batch: ReadRequest[] }> = [];
   private applyWaiters: Array<{ index: number; resolve: () => void }> = [];
   private ctxCounter = 0;
   private readonly ctxPrefix: Buffer;
@@ -207,7 +217,9 @@ export class Driver {
   /**
    * Proposes a command and resolves with its result once this node has applied it. While no
    * answer comes (a forwarded proposal can be lost with a leader change) it is proposed again
-   * with the same request id: the session table makes that exactly-once.
+   * with the same request id: the session table makes that exactly-once. Proposals that arrive
+   * in the same turn of the event loop go to the core as one batch (one append message per
+   * follower for all of them).
    */
   async propose(cmd: Command, deadline: number): Promise<ApplyResult> {
     if (!cmd.requestId || !cmd.requestId.clientId) throw new Error("propose: a request id is required");
@@ -220,17 +232,25 @@ export class Driver {
       const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
       while (true) {
         this.checkRunning();
-        try {
-          this.node.propose(data);
-          this.kick();
-        } catch (e) {
-          if (!(e instanceof ProposalDroppedError)) throw e;
-          lastErr = e.message;
-        }
+        const dropped = deferred();
+        let dropReason = "";
+        this.proposalQueue.push({
+          data,
+          dropped: (reason) => {
+            dropReason = reason;
+            dropped.resolve();
+          },
+        });
+        this.kick();
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const r = await raceTimeout(done, Math.min(left, lastErr ? 50 : retryEvery), this.leaderChange.promise);
+        const r = await raceTimeout(done, Math.min(left, retryEvery), Promise.race([this.leaderChange.promise, dropped.promise]));
         if (r !== TIMEOUT) return r;
+        if (dropReason) {
+          // No leader right now (or a transfer in progress): try again shortly.
+          lastErr = dropReason;
+          await raceTimeout(done, Math.max(0, Math.min(deadline - Date.now(), 50)), this.leaderChange.promise);
+        }
       }
     } finally {
       this.proposals.delete(key);
@@ -239,39 +259,73 @@ export class Driver {
     throw this.unavailable(lastErr || "the write was not committed in time");
   }
 
-  /** Resolves with the read index once this node's state machine has applied up to it (thesis §6.4). */
+  /**
+   * Resolves with a read index once this node's state machine has applied up to it (thesis
+   * §6.4). Reads that arrive in the same turn share one ReadIndex round (one heartbeat round),
+   * issued after all of them arrived, as linearizability requires.
+   */
   async readIndex(deadline: number): Promise<number> {
     let lastErr = "";
     const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
     while (true) {
       this.checkRunning();
-      const ctx = this.nextCtx();
-      const key = ctx.toString("latin1");
-      const done = new Promise<number>((resolve, reject) => this.reads.set(key, { resolve, reject }));
-      try {
-        this.node.readIndex(ctx);
-        this.kick();
-        lastErr = "";
-      } catch (e) {
-        this.reads.delete(key);
-        if (!(e instanceof ProposalDroppedError)) throw e;
-        lastErr = e.message;
-      }
       const left = deadline - Date.now();
-      if (left <= 0) {
-        this.reads.delete(key);
-        break;
-      }
-      if (lastErr) {
-        await sleep(Math.min(left, 50));
-        continue;
-      }
-      const r = await raceTimeout(done, Math.min(left, retryEvery), this.leaderChange.promise);
-      this.reads.delete(key);
+      if (left <= 0) break;
+      let settle!: Waiter<number>;
+      const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
+      const dropped = deferred();
+      let dropReason = "";
+      const req: ReadRequest = {
+        w: settle,
+        dropped: (reason) => {
+          dropReason = reason;
+          dropped.resolve();
+        },
+        live: true,
+      };
+      this.readQueue.push(req);
+      this.kick();
+      const r = await raceTimeout(done, Math.min(left, retryEvery), Promise.race([this.leaderChange.promise, dropped.promise]));
+      req.live = false;
       if (r !== TIMEOUT) return r;
-      if (Date.now() >= deadline) break;
+      if (dropReason) {
+        lastErr = dropReason;
+        await sleep(Math.max(0, Math.min(deadline - Date.now(), 50)));
+      } else {
+        lastErr = "";
+      }
     }
     throw this.unavailable(lastErr || "could not confirm leadership with a quorum in time");
+  }
+
+  /** Hands queued proposals to the core as one batch. */
+  private flushProposals(): void {
+    if (this.proposalQueue.length === 0) return;
+    const batch = this.proposalQueue;
+    this.proposalQueue = [];
+    try {
+      this.node.proposeBatch(batch.map((p) => p.data));
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+      for (const p of batch) p.dropped(e.message);
+    }
+  }
+
+  /** Starts one ReadIndex round for every read queued since the last one. */
+  private flushReads(): void {
+    const batch = this.readQueue.filter((r) => r.live);
+    this.readQueue = [];
+    if (batch.length === 0) return;
+    // Rounds whose answer was lost (e.g. with a leader change) have no live reader left.
+    for (const [k, b] of this.reads) if (!b.some((r) => r.live)) this.reads.delete(k);
+    const ctx = this.nextCtx();
+    try {
+      this.node.readIndex(ctx);
+      this.reads.set(ctx.toString("latin1"), batch);
+    } catch (e) {
+      if (!(e instanceof ProposalDroppedError)) throw e;
+      for (const r of batch) r.dropped(e.message);
+    }
   }
 
   private unavailable(reason: string): RequestError {
@@ -375,15 +429,23 @@ export class Driver {
     });
   }
 
+  private flushInputs(): void {
+    this.flushProposals();
+    this.flushReads();
+  }
+
   private async loop(): Promise<void> {
     try {
       do {
         this.kicked = false;
+        this.flushInputs();
         while (!this.stopped && this.node.hasReady()) {
           const rd = this.node.ready();
           await this.handleReady(rd);
           this.node.advance(rd);
           this.afterAdvance();
+          // Everything that arrived during the fsync goes into the next Ready (group commit).
+          this.flushInputs();
         }
       } while (this.kicked && !this.stopped);
     } finally {
@@ -420,10 +482,10 @@ export class Driver {
     if (rd.committedEntries.length > 0) this.applyEntries(rd);
     for (const rs of rd.readStates) {
       const key = Buffer.from(rs.context).toString("latin1");
-      const w = this.reads.get(key);
-      if (!w) continue;
+      const batch = this.reads.get(key);
+      if (!batch) continue;
       this.reads.delete(key);
-      this.readsToServe.push({ index: rs.index, w });
+      this.readsToServe.push({ index: rs.index, batch });
     }
     this.serveReads();
   }
@@ -472,8 +534,8 @@ export class Driver {
     const applied = this.kv.appliedIndex;
     const still = [];
     for (const r of this.readsToServe) {
-      if (r.index <= applied) r.w.resolve(r.index);
-      else still.push(r);
+      if (r.index > applied) still.push(r);
+      else for (const req of r.batch) req.w.resolve(r.index);
     }
     this.readsToServe = still;
   }
@@ -540,8 +602,17 @@ export class Driver {
     this.log.fatal({ err: e.message, stack: e.stack }, "consensus core stopped on an internal error; the node must restart");
     this.stopTicking();
     for (const w of this.proposals.values()) w.reject(new RequestError("UNAVAILABLE", `node stopped: ${e.message}`));
-    for (const w of this.reads.values()) w.reject(new RequestError("UNAVAILABLE", `node stopped: ${e.message}`));
+    this.rejectReads(new RequestError("UNAVAILABLE", `node stopped: ${e.message}`));
     process.exitCode = 1;
+  }
+
+  private rejectReads(e: Error): void {
+    for (const r of this.readQueue) r.w.reject(e);
+    for (const batch of this.reads.values()) for (const r of batch) r.w.reject(e);
+    for (const { batch } of this.readsToServe) for (const r of batch) r.w.reject(e);
+    this.readQueue = [];
+    this.reads.clear();
+    this.readsToServe = [];
   }
 
   get failed(): Error | undefined {
@@ -560,8 +631,7 @@ export class Driver {
     this.stopTicking();
     while (this.running) await sleep(5);
     for (const w of this.proposals.values()) w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
-    for (const w of this.reads.values()) w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
-    for (const r of this.readsToServe) r.w.reject(new RequestError("UNAVAILABLE", "node is shutting down"));
+    this.rejectReads(new RequestError("UNAVAILABLE", "node is shutting down"));
     await this.transport.close();
     if (this.snapshotting) await this.snapshotting;
     await this.storage.close();

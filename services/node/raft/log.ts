@@ -109,23 +109,29 @@ export class RaftLog {
     return this.storage.term(i);
   }
 
-  /** term(i), or 0 when unknown (compacted or past the end). */
-  termOrZero(i: number): number {
+  /**
+   * term(i), or undefined when the log does not hold i (compacted or past the end). No
+   * exception: this is on the replication hot path (every AppendEntries checks terms).
+   */
+  termIfPresent(i: number): number | undefined {
+    if (i < this.firstIndex() - 1 || i > this.lastIndex()) return undefined;
+    const t = this.unstable.maybeTerm(i);
+    if (t !== undefined) return t;
     try {
-      return this.term(i);
+      return this.storage.term(i);
     } catch (e) {
-      if (e instanceof CompactedError || e instanceof UnavailableError) return 0;
+      if (e instanceof CompactedError || e instanceof UnavailableError) return undefined;
       throw e;
     }
   }
 
+  /** term(i), or 0 when unknown (compacted or past the end). */
+  termOrZero(i: number): number {
+    return this.termIfPresent(i) ?? 0;
+  }
+
   matchTerm(i: number, t: number): boolean {
-    try {
-      return this.term(i) === t;
-    } catch (e) {
-      if (e instanceof CompactedError || e instanceof UnavailableError) return false;
-      throw e;
-    }
+    return this.termIfPresent(i) === t;
   }
 
   /**
@@ -176,13 +182,9 @@ export class RaftLog {
    */
   findConflictByTerm(index: number, term: number): [number, number] {
     for (; index > 0; index--) {
-      let ourTerm: number;
-      try {
-        ourTerm = this.term(index);
-      } catch (e) {
-        if (e instanceof CompactedError || e instanceof UnavailableError) return [index, 0];
-        throw e;
-      }
+      const ourTerm = this.termIfPresent(index);
+      // Unknown (compacted or not yet held): assume a possible match, with an unknown term.
+      if (ourTerm === undefined) return [index, 0];
       if (ourTerm <= term) return [index, ourTerm];
     }
     return [0, 0];

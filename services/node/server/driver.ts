@@ -102,8 +102,8 @@ export class Driver {
   private lastLeader: NodeId = NONE;
   private lastCommit = 0;
   private lastRole: Role = Role.Follower;
-  /** Resolved (and replaced) whenever a new leader becomes known: waiting requests retry at once. */
-  private leaderChange = deferred();
+  /** Fired whenever a new leader becomes known: waiting requests retry at once. */
+  private readonly leaderChange = new Wakeup();
 
   private constructor(opts: DriverOptions, kv: KvStore) {
     this.opts = opts;
@@ -232,24 +232,24 @@ export class Driver {
       const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
       while (true) {
         this.checkRunning();
-        const dropped = deferred();
+        const dropped = new Wakeup();
         let dropReason = "";
         this.proposalQueue.push({
           data,
           dropped: (reason) => {
             dropReason = reason;
-            dropped.resolve();
+            dropped.fire();
           },
         });
         this.kick();
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const r = await raceTimeout(done, Math.min(left, retryEvery), Promise.race([this.leaderChange.promise, dropped.promise]));
+        const r = await raceTimeout(done, Math.min(left, retryEvery), [this.leaderChange, dropped]);
         if (r !== TIMEOUT) return r;
         if (dropReason) {
           // No leader right now (or a transfer in progress): try again shortly.
           lastErr = dropReason;
-          await raceTimeout(done, Math.max(0, Math.min(deadline - Date.now(), 50)), this.leaderChange.promise);
+          await raceTimeout(done, Math.max(0, Math.min(deadline - Date.now(), 50)), [this.leaderChange]);
         }
       }
     } finally {
@@ -273,19 +273,19 @@ export class Driver {
       if (left <= 0) break;
       let settle!: Waiter<number>;
       const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
-      const dropped = deferred();
+      const dropped = new Wakeup();
       let dropReason = "";
       const req: ReadRequest = {
         w: settle,
         dropped: (reason) => {
           dropReason = reason;
-          dropped.resolve();
+          dropped.fire();
         },
         live: true,
       };
       this.readQueue.push(req);
       this.kick();
-      const r = await raceTimeout(done, Math.min(left, retryEvery), Promise.race([this.leaderChange.promise, dropped.promise]));
+      const r = await raceTimeout(done, Math.min(left, retryEvery), [this.leaderChange, dropped]);
       req.live = false;
       if (r !== TIMEOUT) return r;
       if (dropReason) {
@@ -575,9 +575,7 @@ export class Driver {
     if (leader !== this.lastLeader && leader !== NONE) {
       this.metrics.leaderChanges++;
       // A forwarded proposal or read may have been lost with the old leader: retry now.
-      const old = this.leaderChange;
-      this.leaderChange = deferred();
-      old.resolve();
+      this.leaderChange.fire();
     }
     if (role !== this.lastRole || leader !== this.lastLeader) {
       if (role === Role.Leader) this.log.info({ term, role }, `${this.id} became LEADER at term ${term}`);
@@ -640,29 +638,39 @@ export class Driver {
 
 const TIMEOUT = Symbol("timeout");
 
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((r) => (resolve = r));
-  return { promise, resolve };
+/** A set of one-shot callbacks fired together; a waiter unsubscribes when it settles (no leak). */
+class Wakeup {
+  private subs = new Set<() => void>();
+
+  subscribe(f: () => void): () => void {
+    this.subs.add(f);
+    return () => this.subs.delete(f);
+  }
+
+  fire(): void {
+    const subs = this.subs;
+    this.subs = new Set();
+    for (const f of subs) f();
+  }
 }
 
-/** Resolves with p's value, or TIMEOUT after ms or as soon as `wake` resolves. */
-function raceTimeout<T>(p: Promise<T>, ms: number, wake?: Promise<void>): Promise<T | typeof TIMEOUT> {
+/**
+ * Resolves with p's value, or TIMEOUT after ms or as soon as one of `wake` fires. Timer
+ * durations are rounded to 10 ms so Node keeps a few timer lists, not one per distinct delay.
+ */
+function raceTimeout<T>(p: Promise<T>, ms: number, wake: Wakeup[] = []): Promise<T | typeof TIMEOUT> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => resolve(TIMEOUT), ms);
-    wake?.then(() => {
+    const unsubs: Array<() => void> = [];
+    const settle = (f: () => void) => {
       clearTimeout(t);
-      resolve(TIMEOUT);
-    });
+      for (const u of unsubs) u();
+      f();
+    };
+    const t = setTimeout(() => settle(() => resolve(TIMEOUT)), Math.max(1, Math.round(ms / 10) * 10));
+    for (const w of wake) unsubs.push(w.subscribe(() => settle(() => resolve(TIMEOUT))));
     p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e) => {
-        clearTimeout(t);
-        reject(e);
-      },
+      (v) => settle(() => resolve(v)),
+      (e) => settle(() => reject(e)),
     );
   });
 }

@@ -63,6 +63,9 @@ export interface CheckOptions {
   /** Memory the memoisation cache may use; beyond it the search goes on without memoising new
    *  configurations (still correct, possibly slower). Default 128 MiB. */
   maxCacheBytes?: number;
+  /** For this module's tests only: keep this many bits of each configuration hash, so that
+   *  unequal configurations collide and the exact comparisons behind the hash get exercised. */
+  debugHashBits?: number;
 }
 
 export type CheckResult<I, O> =
@@ -78,7 +81,15 @@ export type CheckResult<I, O> =
       /** The operations that could have come next after it; none could be placed. */
       stuck: Operation<I, O>[];
     }
-  | { result: "unknown"; reason: "timeout"; partitionKey?: string };
+  | {
+      result: "unknown";
+      reason: "timeout";
+      /** The sub-history whose search ran out of time first. */
+      partitionKey?: string;
+      /** The deepest point that search had reached, described as for "illegal": often where a
+       *  violation is, but the search had not ruled out every alternative. */
+      explanation?: string;
+    };
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_CACHE_BYTES = 128 * 1024 * 1024;
@@ -118,10 +129,10 @@ export function checkLinearizable<S, I, O>(
   const order = partitions.map((p, i) => ({ p, i })).filter((x) => x.p.length > 0);
   order.sort((a, b) => a.p.length - b.p.length || a.i - b.i);
 
-  let timedOut: { partitionKey?: string } | undefined;
+  let timedOut: { partitionKey?: string; explanation?: string } | undefined;
   for (const { p, i } of order) {
     const name = model.partition ? (model.describePartition?.(p) ?? `partition ${i}`) : undefined;
-    const outcome = searchPartition(model, p, deadline, maxCacheBytes);
+    const outcome = searchPartition(model, p, deadline, maxCacheBytes, opts.debugHashBits);
     if (outcome.kind === "illegal") {
       return {
         result: "illegal",
@@ -133,7 +144,14 @@ export function checkLinearizable<S, I, O>(
     }
     // Keep going after a timeout: the remaining searches stop within 1024 steps each, and one of
     // them may still prove a violation, which is worth more than "unknown".
-    if (outcome.kind === "timeout" && !timedOut) timedOut = name !== undefined ? { partitionKey: name } : {};
+    if (outcome.kind === "timeout" && !timedOut) {
+      timedOut = {
+        ...(name !== undefined ? { partitionKey: name } : {}),
+        ...(outcome.deepest
+          ? { explanation: explain(model, p, name, outcome.deepest, indexOf, performance.now() - started) }
+          : {}),
+      };
+    }
   }
   if (timedOut) return { result: "unknown", reason: "timeout", ...timedOut };
   return { result: "ok" };
@@ -166,27 +184,31 @@ function validateOperation(op: unknown, where: string): void {
 
 type Outcome =
   | { kind: "ok" }
-  | { kind: "timeout" }
-  | {
-      kind: "illegal";
-      ops: Operation<unknown, unknown>[];
-      /** Local op ids of the longest prefix, in order. */
-      prefix: number[];
-      initialState: unknown;
-      /** The completed operation with the earliest return among those not placed. */
-      blocker: number;
-      candidates: number[];
-      candidateLegal: boolean[];
-      completedCount: number;
-      pendingCount: number;
-    };
+  | { kind: "timeout"; deepest?: Illegal }
+  | Illegal;
+
+interface Illegal {
+  kind: "illegal";
+  ops: Operation<unknown, unknown>[];
+  /** Local op ids of the longest prefix, in order. */
+  prefix: number[];
+  initialState: unknown;
+  /** The completed operation with the earliest return among those not placed. */
+  blocker: number;
+  candidates: number[];
+  candidateLegal: boolean[];
+  completedCount: number;
+  pendingCount: number;
+}
 
 function searchPartition<S, I, O>(
   model: Model<S, I, O>,
   partition: Operation<I, O>[],
   deadline: number,
   maxCacheBytes: number,
+  debugHashBits: number | undefined,
 ): Outcome {
+  const hashMask = debugHashBits === undefined ? -1 : (1 << debugHashBits) - 1;
   // Local ids: completed operations 0..m-1, never-returned ones m..m+q-1 (sorted by call).
   const completedOps = partition.filter((op) => op.return !== undefined && op.return !== Infinity);
   const pendingOps = partition.filter((op) => op.return === undefined || op.return === Infinity);
@@ -279,48 +301,100 @@ function searchPartition<S, I, O>(
     }
   };
 
-  // The configuration: which ops are placed (a bitset; completed ops in words [0, lw), pending
-  // ones in [lw, words)) and the model state. Zobrist hashes of both halves are kept up to date.
-  const lw = Math.ceil(m / 32);
-  const words = Math.max(1, lw + Math.ceil(q / 32));
-  const bits = new Uint32Array(words);
-  const bitOf = new Int32Array(n);
+  // The configuration, stored compactly. Completed ops are ranked by return (list order). All
+  // ranks below `frontier` are placed (the frontier op is the first return entry left), and the
+  // only other placed completed ops are `extras`: ranks above the frontier, which must have been
+  // invoked before the frontier op returned, so there are about as many as there are clients.
+  // Never-returned ops are a bitset. So a configuration costs O(concurrency), not O(history).
+  // Zobrist hashes of the completed and pending parts are kept up to date.
+  const rankOf = new Int32Array(m);
+  for (let nd = 1, rank = 0; nd < nodes; nd++) if (!isCall[nd]) rankOf[opOfNode[nd]!] = rank++;
+  const rankPlaced = new Uint8Array(m);
+  let frontier = 0;
+  const extras: number[] = []; // sorted
+  const pendingBits = new Uint32Array(Math.ceil(q / 32));
   const zobrist = new Uint32Array(n);
-  for (let k = 0; k < n; k++) {
-    bitOf[k] = k < m ? k : lw * 32 + (k - m);
-    zobrist[k] = mix32(Math.imul(k + 1, 0x9e3779b9));
-  }
+  for (let k = 0; k < n; k++) zobrist[k] = mix32(Math.imul(k + 1, 0x9e3779b9));
   let hashCompleted = 0;
   let hashPending = 0;
-  const cache = new ConfigCache(words, lw, q > 0, maxCacheBytes);
+  /** Marks completed op k placed; returns the old frontier if it moved, else -1 (for unplace). */
+  const placeCompleted = (k: number): number => {
+    const r = rankOf[k]!;
+    rankPlaced[r] = 1;
+    if (r !== frontier) {
+      let i = extras.length;
+      while (i > 0 && extras[i - 1]! > r) i--;
+      extras.splice(i, 0, r);
+      return -1;
+    }
+    const old = frontier++;
+    while (frontier < m && rankPlaced[frontier]) {
+      extras.shift(); // it was extras[0]: the smallest placed rank above the old frontier
+      frontier++;
+    }
+    return old;
+  };
+  const unplaceCompleted = (k: number, oldFrontier: number): void => {
+    const r = rankOf[k]!;
+    rankPlaced[r] = 0;
+    if (oldFrontier < 0) {
+      extras.splice(extras.indexOf(r), 1);
+      return;
+    }
+    for (let x = frontier - 1; x > r; x--) extras.unshift(x); // absorbed ranks are extras again
+    frontier = r;
+  };
+
+  /** Test mode only: (frontier, extras) must describe exactly the placed completed ops. */
+  const verifyRepresentation = (): void => {
+    const expected: number[] = [];
+    for (let r = 0; r < m; r++) if (rankPlaced[r] && r > frontier) expected.push(r);
+    const frontierOk = frontier === m || (!rankPlaced[frontier] && rankPlaced.subarray(0, frontier).every((x) => x === 1));
+    if (!frontierOk || expected.join() !== extras.join()) {
+      throw new Error(`lincheck internal error: frontier ${frontier} extras [${extras.join()}], placed ranks above: [${expected.join()}]`);
+    }
+  };
+  const debug = debugHashBits !== undefined;
+
+  const cache = new ConfigCache(pendingBits.length, q > 0, maxCacheBytes);
   let entered = -1; // cache entry of the configuration `enter` just moved to
   let enteredDomHash = 0;
+  let enteredUndo = -1;
   /** Places op k, reaching a state with key `stateKey`; false (and nothing changed) if that
    *  configuration was seen before or is known to fail. */
   const enter = (k: number, stateKey: string): boolean => {
-    const b = bitOf[k]!;
     const z = zobrist[k]!;
     const hc = k < m ? (hashCompleted ^ z) >>> 0 : hashCompleted;
     const hp = k < m ? hashPending : (hashPending ^ z) >>> 0;
     const sh = strHash(stateKey);
-    bits[b >>> 5]! |= 1 << (b & 31);
-    const domHash = (hc ^ sh ^ 0x5bd1e995) | 0;
-    const e = cache.enter(bits, (hc ^ hp ^ sh) | 0, domHash, stateKey);
+    let undo = -1;
+    if (k < m) undo = placeCompleted(k);
+    else pendingBits[(k - m) >>> 5]! |= 1 << ((k - m) & 31);
+    if (debug) verifyRepresentation();
+    const domHash = (hc ^ sh ^ 0x5bd1e995) & hashMask;
+    const e = cache.enter(frontier, extras, pendingBits, (hc ^ hp ^ sh) & hashMask, domHash, stateKey);
     if (e === SEEN) {
-      bits[b >>> 5]! &= ~(1 << (b & 31));
+      if (k < m) unplaceCompleted(k, undo);
+      else pendingBits[(k - m) >>> 5]! &= ~(1 << ((k - m) & 31));
+      if (debug) verifyRepresentation();
       return false;
     }
     hashCompleted = hc;
     hashPending = hp;
     entered = e;
     enteredDomHash = domHash;
+    enteredUndo = undo;
     return true;
   };
-  const leave = (k: number): void => {
-    const b = bitOf[k]!;
-    bits[b >>> 5]! &= ~(1 << (b & 31));
-    if (k < m) hashCompleted = (hashCompleted ^ zobrist[k]!) >>> 0;
-    else hashPending = (hashPending ^ zobrist[k]!) >>> 0;
+  const leave = (k: number, undo: number): void => {
+    if (k < m) {
+      unplaceCompleted(k, undo);
+      hashCompleted = (hashCompleted ^ zobrist[k]!) >>> 0;
+    } else {
+      pendingBits[(k - m) >>> 5]! &= ~(1 << ((k - m) & 31));
+      hashPending = (hashPending ^ zobrist[k]!) >>> 0;
+    }
+    if (debug) verifyRepresentation();
   };
 
   // The stack of choices: which op, where to resume scanning, and the state before it.
@@ -332,6 +406,7 @@ function searchPartition<S, I, O>(
   const stackKey: string[] = new Array<string>(n);
   const stackEntry = new Int32Array(n); // cache entry of the configuration this choice led to
   const stackDomHash = new Int32Array(n);
+  const stackUndo = new Int32Array(n); // the frontier before a completed op was placed, or -1
   let depth = 0;
   let completedPlaced = 0;
 
@@ -359,7 +434,7 @@ function searchPartition<S, I, O>(
     bestCompleted = completedPlaced;
   };
   /** Rebuilds the best dead end (the list is back to its initial shape) and describes it. */
-  const illegal = (): Outcome => {
+  const illegal = (): Illegal => {
     const callNodeOf = new Int32Array(m);
     for (let nd = 1; nd < nodes; nd++) if (isCall[nd]) callNodeOf[opOfNode[nd]!] = nd;
     let st = initialState;
@@ -396,7 +471,15 @@ function searchPartition<S, I, O>(
   };
 
   while (true) {
-    if ((++steps & 1023) === 0 && performance.now() > deadline) return { kind: "timeout" };
+    if ((++steps & 1023) === 0 && performance.now() > deadline) {
+      // Put the list back in its first shape (illegal() rebuilds the deepest point from there).
+      while (depth > 0) {
+        const k = stackOp[--depth]!;
+        if (k < m) unlift(stackNode[depth]!);
+        else classPlaced[pendingClass[k - m]!]--;
+      }
+      return bestCompleted < 0 ? { kind: "timeout" } : { kind: "timeout", deepest: illegal() };
+    }
     if (!scanningPending) {
       if (isCall[node]) {
         const k = opOfNode[node]!;
@@ -409,6 +492,7 @@ function searchPartition<S, I, O>(
           stackKey[depth] = stateKey;
           stackEntry[depth] = entered;
           stackDomHash[depth] = enteredDomHash;
+          stackUndo[depth] = enteredUndo;
           depth++;
           completedPlaced++;
           state = r.state;
@@ -447,6 +531,7 @@ function searchPartition<S, I, O>(
         stackKey[depth] = stateKey;
         stackEntry[depth] = entered;
         stackDomHash[depth] = enteredDomHash;
+        stackUndo[depth] = enteredUndo;
         depth++;
         classPlaced[c]++;
         state = r.state;
@@ -469,7 +554,7 @@ function searchPartition<S, I, O>(
     state = stackState[depth]!;
     stateKey = stackKey[depth]!;
     stackState[depth] = undefined as S; // let the state be collected
-    leave(k);
+    leave(k, stackUndo[depth]!);
     if (k < m) {
       completedPlaced--;
       const callNode = stackNode[depth]!;
@@ -486,22 +571,24 @@ function searchPartition<S, I, O>(
 }
 
 const SEEN = -1;
-const CHUNK_WORDS = 1 << 18; // 1 MiB of bitsets per chunk
 const NOT_STORED = -2;
+const CHUNK_WORDS = 1 << 18; // 1 MiB of records per chunk
 
 /**
- * The configurations met so far: (placed-ops bitset, state key), open addressing over a flat
- * pool. With never-returned ops it also indexes the FINISHED (hence failed) configurations by
- * (completed part, state): a configuration that places the same completed ops, reaches the same
- * state and has used up a superset of the never-returned ops can only do less, so it fails too.
- * Bitsets live in fixed-size chunks, so growing never copies them.
+ * The configurations met so far, as records [frontier, extras.length, ...extras, ...pendingBits]
+ * in fixed-size chunks (growing never copies them), found by open addressing on a hash. With
+ * never-returned ops it also indexes the FINISHED (hence failed) configurations by (completed
+ * part, state): a configuration that places the same completed ops, reaches the same state and
+ * has used up a superset of the never-returned ops can only do less, so it fails too.
  */
 class ConfigCache {
   private table: Int32Array = new Int32Array(1 << 12); // entry index + 1; 0 = empty
   private hashes: Int32Array = new Int32Array(1 << 11);
+  private recChunk: Int32Array = new Int32Array(1 << 11);
+  private recOffset: Int32Array = new Int32Array(1 << 11);
   private keys: string[] = [];
   private chunks: Uint32Array[] = [];
-  private readonly perChunk: number;
+  private chunkUsed = CHUNK_WORDS;
   private count = 0;
   private bytes = 0;
   // Finished configurations: chains of entries with equal domHash, heads in domTable.
@@ -511,38 +598,50 @@ class ConfigCache {
   private domNext: Int32Array = new Int32Array(1 << 11);
 
   constructor(
-    private readonly words: number,
-    /** Words holding completed ops; the rest hold never-returned ops. */
-    private readonly completedWords: number,
+    private readonly pendingWords: number,
     private readonly dominance: boolean,
     private readonly maxBytes: number,
-  ) {
-    this.perChunk = Math.max(1, Math.floor(CHUNK_WORDS / this.words));
-  }
+  ) {}
 
   /** Records the configuration: its entry index, NOT_STORED when over budget, or SEEN when it
    *  was met before or is dominated by a finished one. */
-  enter(bits: Uint32Array, hash: number, domHash: number, key: string): number {
+  enter(frontier: number, extras: readonly number[], pending: Uint32Array, hash: number, domHash: number, key: string): number {
     const mask = this.table.length - 1;
     let slot = hash & mask;
-    const w = this.words;
     for (let e = this.table[slot]!; e !== 0; slot = (slot + 1) & mask, e = this.table[slot]!) {
       const idx = e - 1;
-      if (this.hashes[idx] === hash && this.keys[idx] === key && this.sameBits(idx, bits)) return SEEN;
+      if (this.hashes[idx] !== hash || this.keys[idx] !== key) continue;
+      const rec = this.chunks[this.recChunk[idx]!]!;
+      const at = this.recOffset[idx]!;
+      if (this.sameCompleted(rec, at, frontier, extras) && this.pendingCompare(rec, at + 2 + extras.length, pending, false)) {
+        return SEEN;
+      }
     }
-    if (this.dominance && this.dominated(bits, domHash, key)) return SEEN;
-    const cost = w * 4 + 40 + key.length * 2;
+    if (this.dominance && this.dominated(frontier, extras, pending, domHash, key)) return SEEN;
+    const size = 2 + extras.length + this.pendingWords;
+    const cost = size * 4 + 48 + key.length * 2;
     if (this.bytes + cost > this.maxBytes) return NOT_STORED; // full: explore without remembering
     this.bytes += cost;
     const idx = this.count++;
     if (idx >= this.hashes.length) this.growEntries();
+    if (this.chunkUsed + size > CHUNK_WORDS) {
+      this.chunks.push(new Uint32Array(Math.max(CHUNK_WORDS, size)));
+      this.chunkUsed = 0;
+    }
+    const rec = this.chunks[this.chunks.length - 1]!;
+    const at = this.chunkUsed;
+    rec[at] = frontier;
+    rec[at + 1] = extras.length;
+    for (let i = 0; i < extras.length; i++) rec[at + 2 + i] = extras[i]!;
+    rec.set(pending, at + 2 + extras.length);
+    this.chunkUsed += size;
+    this.recChunk[idx] = this.chunks.length - 1;
+    this.recOffset[idx] = at;
     this.hashes[idx] = hash;
     this.keys[idx] = key;
     this.domNext[idx] = -1;
-    if (idx % this.perChunk === 0) this.chunks.push(new Uint32Array(this.perChunk * w));
-    this.chunks[this.chunks.length - 1]!.set(bits, (idx % this.perChunk) * w);
     this.table[slot] = idx + 1;
-    if (this.count * 2 > this.table.length) this.table = this.rehash(this.table, this.count, this.hashes);
+    if (this.count * 2 > this.table.length) this.rehash();
     return idx;
   }
 
@@ -562,43 +661,49 @@ class ConfigCache {
     this.domNext[idx] = -1;
     this.domTable[slot] = idx + 1;
     if (++this.domChains * 2 > this.domTable.length) {
-      const heads: number[] = [];
-      for (const e of this.domTable) if (e !== 0) heads.push(e - 1);
       const table = new Int32Array(this.domTable.length * 2);
       const m = table.length - 1;
-      for (const h of heads) {
-        let s = this.domHashes[h]! & m;
+      for (const e of this.domTable) {
+        if (e === 0) continue;
+        let s = this.domHashes[e - 1]! & m;
         while (table[s] !== 0) s = (s + 1) & m;
-        table[s] = h + 1;
+        table[s] = e;
       }
       this.domTable = table;
-      this.bytes += table.length * 2;
+      this.bytes += table.length * 4;
     }
   }
 
-  private dominated(bits: Uint32Array, domHash: number, key: string): boolean {
+  private dominated(frontier: number, extras: readonly number[], pending: Uint32Array, domHash: number, key: string): boolean {
     const mask = this.domTable.length - 1;
     let slot = domHash & mask;
     for (let e = this.domTable[slot]!; e !== 0; slot = (slot + 1) & mask, e = this.domTable[slot]!) {
       if (this.domHashes[e - 1] !== domHash) continue;
       for (let idx = e - 1; idx !== -1; idx = this.domNext[idx]!) {
         if (this.keys[idx] !== key) continue;
-        const chunk = this.chunks[Math.floor(idx / this.perChunk)]!;
-        const base = (idx % this.perChunk) * this.words;
-        let ok = true;
-        for (let i = 0; i < this.completedWords && ok; i++) ok = chunk[base + i] === bits[i];
-        for (let i = this.completedWords; i < this.words && ok; i++) ok = (chunk[base + i]! & ~bits[i]!) === 0;
-        if (ok) return true;
+        const rec = this.chunks[this.recChunk[idx]!]!;
+        const at = this.recOffset[idx]!;
+        if (this.sameCompleted(rec, at, frontier, extras) && this.pendingCompare(rec, at + 2 + extras.length, pending, true)) {
+          return true;
+        }
       }
       return false;
     }
     return false;
   }
 
-  private sameBits(idx: number, bits: Uint32Array): boolean {
-    const chunk = this.chunks[Math.floor(idx / this.perChunk)]!;
-    const base = (idx % this.perChunk) * this.words;
-    for (let i = 0; i < this.words; i++) if (chunk[base + i] !== bits[i]) return false;
+  private sameCompleted(rec: Uint32Array, at: number, frontier: number, extras: readonly number[]): boolean {
+    if (rec[at] !== frontier || rec[at + 1] !== extras.length) return false;
+    for (let i = 0; i < extras.length; i++) if (rec[at + 2 + i] !== extras[i]) return false;
+    return true;
+  }
+
+  /** Equal pending sets, or (subset) the stored one is contained in `pending`. */
+  private pendingCompare(rec: Uint32Array, at: number, pending: Uint32Array, subset: boolean): boolean {
+    for (let i = 0; i < this.pendingWords; i++) {
+      const stored = rec[at + i]!;
+      if (subset ? (stored & ~pending[i]!) !== 0 : stored !== pending[i]) return false;
+    }
     return true;
   }
 
@@ -609,20 +714,23 @@ class ConfigCache {
       return b;
     };
     this.hashes = grow(this.hashes);
+    this.recChunk = grow(this.recChunk);
+    this.recOffset = grow(this.recOffset);
     this.domHashes = grow(this.domHashes);
     this.domNext = grow(this.domNext);
+    this.bytes += this.hashes.length * 10; // the new halves of five int arrays
   }
 
-  private rehash(old: Int32Array, count: number, hashes: Int32Array): Int32Array {
-    const table = new Int32Array(old.length * 2);
+  private rehash(): void {
+    const table = new Int32Array(this.table.length * 2);
     const mask = table.length - 1;
-    for (let idx = 0; idx < count; idx++) {
-      let slot = hashes[idx]! & mask;
+    for (let idx = 0; idx < this.count; idx++) {
+      let slot = this.hashes[idx]! & mask;
       while (table[slot] !== 0) slot = (slot + 1) & mask;
       table[slot] = idx + 1;
     }
+    this.table = table;
     this.bytes += table.length * 2; // the table's growth counts against the budget too
-    return table;
   }
 }
 
@@ -661,8 +769,10 @@ function explain<S, I, O>(
   model: Model<S, I, O>,
   partition: Operation<I, O>[],
   name: string | undefined,
-  o: Extract<Outcome, { kind: "illegal" }>,
+  o: Illegal,
   indexOf: Map<object, number>,
+  /** Set when the search timed out after this many ms: `o` is only the deepest point reached. */
+  gaveUpAfterMs?: number,
 ): string {
   const ops = o.ops as Operation<I, O>[];
   const label = (k: number): string => {
@@ -687,10 +797,15 @@ function explain<S, I, O>(
   }
   const completed = partition.length - o.pendingCount;
   const lines: string[] = [];
-  lines.push(
-    `history is not linearizable${name !== undefined ? ` on ${name}` : ""}: ` +
-      `${partition.length} operation(s), ${o.pendingCount} of them never returned`,
-  );
+  const where = `${name !== undefined ? ` on ${name}` : ""}: ${partition.length} operation(s), ${o.pendingCount} of them never returned`;
+  if (gaveUpAfterMs === undefined) {
+    lines.push(`history is not linearizable${where}`);
+  } else {
+    lines.push(
+      `the search gave up after ${gaveUpAfterMs.toFixed(0)} ms${where}. It had not ruled out every alternative, ` +
+        `so what follows is only the deepest point it reached: often where a violation is.`,
+    );
+  }
   lines.push(
     `the longest linearization found places ${o.completedCount} of ${completed} completed operation(s)` +
       (o.prefix.length > o.completedCount ? ` (and ${o.prefix.length - o.completedCount} that never returned)` : "") +
@@ -795,19 +910,92 @@ function validateKvInput(input: unknown, where: string): asserts input is KvInpu
   }
 }
 
-function writtenValue(input: KvInput): string | undefined {
-  return input.op === "put" ? input.value : input.op === "cas" ? input.newValue : undefined;
+/** How a register-like model's operations touch values, for `simplifyRegisterHistory`. */
+interface ValueAccess<I, O> {
+  /** The value the operation writes (if it succeeds), or undefined. */
+  written(input: I): string | undefined;
+  /** The same operation writing `value` instead. */
+  withWritten(input: I, value: string): I;
+  /** The operation only reads: with an unknown output it constrains nothing and changes nothing. */
+  isRead(input: I): boolean;
+  /** Values a completed operation proves were current at some instant between call and return. */
+  witnessed(op: Operation<I, O>): (string | undefined)[];
+  /** Every value the operation's outcome depends on or reports (a superset of `witnessed`). */
+  mentioned(op: Operation<I, O>): (string | undefined)[];
 }
 
-function observes(op: Operation<KvInput, KvOutput>, value: string): boolean {
-  const out = op.output;
-  if (op.return === undefined || op.return === Infinity || out === undefined) return false;
-  if (op.input.op === "get") return out.value === value;
-  if (op.input.op === "cas") {
-    return (out.succeeded === true && op.input.expectedValue === value) || ("value" in out && out.value === value);
+/**
+ * Simplifies the history of one register-like object without changing its verdict:
+ *  - reads whose answer is unknown are dropped: they constrain nothing;
+ *  - a never-returned write of a value no other operation writes gets a return time: the earliest
+ *    return of an operation that witnessed the value. It must have taken effect by then, and
+ *    bounding it keeps the search from trying it everywhere after its call;
+ *  - values no operation reads or compares against cannot be told apart, so writes of them all
+ *    write one placeholder: states that differ only there merge in the cache, and the
+ *    never-returned writes among them become interchangeable (see the pending classes).
+ */
+function simplifyRegisterHistory<I, O>(ops: Operation<I, O>[], a: ValueAccess<I, O>): Operation<I, O>[] {
+  const isPending = (op: Operation<I, O>): boolean => op.return === undefined || op.return === Infinity;
+  const writers = new Map<string, number>();
+  const mentioned = new Set<string | undefined>();
+  const witnessedBy = new Map<string, number>(); // value -> earliest return of a witness
+  for (const op of ops) {
+    const v = a.written(op.input);
+    if (v !== undefined) writers.set(v, (writers.get(v) ?? 0) + 1);
+    for (const m of a.mentioned(op)) mentioned.add(m);
+    if (!isPending(op)) {
+      for (const w of a.witnessed(op)) {
+        if (w !== undefined && !(op.return! >= (witnessedBy.get(w) ?? Infinity))) witnessedBy.set(w, op.return!);
+      }
+    }
   }
-  return false;
+  // The placeholder must not be a real value (it cannot be, short of a deliberate collision).
+  const canonicalize = !writers.has(UNOBSERVED) && !mentioned.has(UNOBSERVED);
+  const out: Operation<I, O>[] = [];
+  for (const op of ops) {
+    if (a.isRead(op.input) && op.output === undefined) continue;
+    const v = a.written(op.input);
+    if (v === undefined) {
+      out.push(op);
+    } else if (!mentioned.has(v)) {
+      if (!canonicalize) {
+        out.push(op);
+        continue;
+      }
+      const rewritten = { ...op, input: a.withWritten(op.input, UNOBSERVED) };
+      derivedFrom.set(rewritten, op);
+      out.push(rewritten);
+    } else if (isPending(op) && writers.get(v) === 1 && (witnessedBy.get(v) ?? -Infinity) >= op.call) {
+      const tightened = { ...op, return: witnessedBy.get(v)!, output: undefined };
+      derivedFrom.set(tightened, op);
+      out.push(tightened);
+    } else {
+      out.push(op);
+    }
+  }
+  return out;
 }
+
+const kvValues: ValueAccess<KvInput, KvOutput> = {
+  written: (i) => (i.op === "put" ? i.value : i.op === "cas" ? i.newValue : undefined),
+  withWritten: (i, value) => (i.op === "put" ? { ...i, value } : i.op === "cas" ? { ...i, newValue: value } : i),
+  isRead: (i) => i.op === "get",
+  witnessed(op) {
+    const out = op.output;
+    if (out === undefined) return [];
+    if (op.input.op === "get") return [out.value];
+    if (op.input.op !== "cas") return [];
+    const seen: (string | undefined)[] = [];
+    if (out.succeeded === true && op.input.expectedValue !== undefined) seen.push(op.input.expectedValue);
+    if ("value" in out) seen.push(out.value);
+    return seen;
+  },
+  mentioned(op) {
+    const seen = kvValues.witnessed(op);
+    if (op.input.op === "cas" && op.input.expectedValue !== undefined) seen.push(op.input.expectedValue);
+    return seen;
+  },
+};
 
 export const kvModel: Model<KvState, KvInput, KvOutput> = {
   init: () => ABSENT,
@@ -844,14 +1032,8 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
 
   key: (s) => (s.value === undefined ? "-" : `${s.version}:${s.value}`),
 
-  // One sub-history per key, simplified without changing the verdict:
-  //  - reads whose answer is unknown are dropped: they constrain nothing;
-  //  - a never-returned write of a value no other operation on the key writes gets a return time:
-  //    the earliest return of an operation that observed the value. It must have taken effect by
-  //    then, and bounding it keeps the search from trying it everywhere after its call;
-  //  - values that no operation reads or compares against cannot be told apart, so writes of them
-  //    all write one placeholder: states that differ only there merge in the cache, and the
-  //    never-returned writes among them become interchangeable (see the pending classes).
+  // One sub-history per key (linearizability is local), each simplified as simplifyRegisterHistory
+  // describes.
   partition(history) {
     const byKey = new Map<string, Operation<KvInput, KvOutput>[]>();
     history.forEach((op, i) => {
@@ -865,55 +1047,7 @@ export const kvModel: Model<KvState, KvInput, KvOutput> = {
       if (!ops) byKey.set(op.input.key, (ops = []));
       ops.push(op);
     });
-    const result: Operation<KvInput, KvOutput>[][] = [];
-    for (const ops of byKey.values()) {
-      const writers = new Map<string, number>();
-      const observed = new Set<string>();
-      let canonicalize = true;
-      for (const op of ops) {
-        const i = op.input;
-        const v = writtenValue(i);
-        if (v !== undefined) writers.set(v, (writers.get(v) ?? 0) + 1);
-        if (i.op === "cas" && i.expectedValue !== undefined) observed.add(i.expectedValue);
-        if ((i.op === "get" || i.op === "cas") && op.output?.value !== undefined) observed.add(op.output.value);
-        if (v === UNOBSERVED || (i.op === "cas" && i.expectedValue === UNOBSERVED) || op.output?.value === UNOBSERVED) {
-          canonicalize = false;
-        }
-      }
-      const out: Operation<KvInput, KvOutput>[] = [];
-      for (const op of ops) {
-        const pending = op.return === undefined || op.return === Infinity;
-        if (op.input.op === "get" && op.output === undefined) continue;
-        const v = writtenValue(op.input);
-        if (v === undefined) {
-          out.push(op);
-        } else if (!observed.has(v)) {
-          if (!canonicalize) {
-            out.push(op);
-            continue;
-          }
-          const input: KvInput =
-            op.input.op === "put" ? { ...op.input, value: UNOBSERVED } : { ...op.input, newValue: UNOBSERVED } as KvInput;
-          const rewritten = { ...op, input };
-          derivedFrom.set(rewritten, op);
-          out.push(rewritten);
-        } else if (pending && writers.get(v) === 1) {
-          let bound = Infinity;
-          for (const other of ops) if (observes(other, v) && other.return! < bound) bound = other.return!;
-          if (bound !== Infinity && bound >= op.call) {
-            const tightened = { ...op, return: bound, output: undefined };
-            derivedFrom.set(tightened, op);
-            out.push(tightened);
-          } else {
-            out.push(op);
-          }
-        } else {
-          out.push(op);
-        }
-      }
-      if (out.length) result.push(out);
-    }
-    return result;
+    return [...byKey.values()].map((ops) => simplifyRegisterHistory(ops, kvValues)).filter((ops) => ops.length > 0);
   },
 
   describePartition: (ops) => `key ${JSON.stringify(ops[0]!.input.key)}`,
@@ -966,6 +1100,14 @@ export interface RegisterOutput {
   value?: string;
 }
 
+const registerValues: ValueAccess<RegisterInput, RegisterOutput> = {
+  written: (i) => (i.op === "put" ? i.value : undefined),
+  withWritten: (i, value) => (i.op === "put" ? { ...i, value } : i),
+  isRead: (i) => i.op === "get",
+  witnessed: (op) => (op.input.op === "get" && op.output !== undefined ? [op.output.value] : []),
+  mentioned: (op) => registerValues.witnessed(op),
+};
+
 export const registerModel: Model<string | undefined, RegisterInput, RegisterOutput> = {
   init: () => undefined,
   step(s, input, out) {
@@ -974,11 +1116,21 @@ export const registerModel: Model<string | undefined, RegisterInput, RegisterOut
     throw new TypeError(`registerModel: unknown op ${JSON.stringify((input as { op: unknown }).op)} (expected put or get)`);
   },
   key: (s) => (s === undefined ? "-" : `=${s}`),
+  // One partition (it is one object), simplified as simplifyRegisterHistory describes.
+  partition(history) {
+    history.forEach((op, i) => {
+      const input = op.input as { op?: unknown; value?: unknown } | null;
+      if (typeof input !== "object" || input === null || !(input.op === "get" || (input.op === "put" && typeof input.value === "string"))) {
+        throw new TypeError(`operation #${i}: a register input is { op: "get" } or { op: "put", value: string }`);
+      }
+    });
+    return [simplifyRegisterHistory(history, registerValues)];
+  },
   describeOperation(input, out) {
     if (input.op === "put") return `put(${JSON.stringify(input.value)})${out === undefined ? " -> ?" : ""}`;
     return `get() -> ${out === undefined ? "?" : quote(out.value)}`;
   },
-  describeState: (s) => (s === undefined ? "empty" : JSON.stringify(s)),
+  describeState: (s) => (s === undefined ? "empty" : s === UNOBSERVED ? "a value no operation read" : JSON.stringify(s)),
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ const program = new Command()
   .addOption(new Option("--nodes <n>", "cluster size").choices(["3", "5", "both"]).default("both"))
   .addOption(new Option("--fault <f>", "break storage on purpose").choices(["none", "forget-vote", "ack-unpersisted"]).default("none"))
   .option("--trace <n>", "trace lines to keep for a failure", "40")
+  .option("--disk", "run the nodes on the real DiskStorage (a temp dir) instead of memory")
   .option("--keep-going", "run all seeds even after a failure");
 program.parse();
-const o = program.opts<{ seeds: string; steps: string; start: string; seed?: string; nodes: string; fault: StorageFault; trace: string; keepGoing?: boolean }>();
+const o = program.opts<{ seeds: string; steps: string; start: string; seed?: string; nodes: string; fault: StorageFault; trace: string; keepGoing?: boolean; disk?: boolean }>();
 
 function int(name: string, v: string): number {
   const n = Number(v);
@@ -54,7 +55,7 @@ function progress(done: number, force = false): void {
 
 for (let i = 0; i < count; i++) {
   const seed = start + i;
-  const r = runSeed({ seed, steps, nodes: sizeFor(seed), fault: o.fault, traceLines: int("trace", o.trace) });
+  const r = await runSeed({ seed, steps, nodes: sizeFor(seed), fault: o.fault, traceLines: int("trace", o.trace), storage: o.disk ? "disk" : "memory" });
   totalSteps += steps;
   for (const k of Object.keys(agg) as Array<keyof typeof agg>) agg[k] += r.stats[k];
   if (!r.ok) {

@@ -10,6 +10,10 @@ import { Prng } from "../../services/node/raft/prng.js";
 import { RawNode } from "../../services/node/raft/rawnode.js";
 import { ProposalDroppedError } from "../../services/node/raft/raft.js";
 import { MemoryStorage, cloneConf } from "../../services/node/raft/storage.js";
+import { DiskStorage } from "../../services/node/storage/disk-storage.js";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   type Entry,
   type HardState,
@@ -51,6 +55,12 @@ export interface SimOptions {
   clients?: number;
   /** Steps after which a client retries a write it has no answer for (same op id: exactly-once). */
   retryAfter?: number;
+  /**
+   * "memory": MemoryStorage with a modelled durable copy (fast; supports the fault modes).
+   * "disk": the node's real DiskStorage in a temp dir: WAL segments, O_DSYNC writes, snapshots,
+   * compaction; a crash closes it discarding unsynced writes and a restart recovers from disk.
+   */
+  storage?: "memory" | "disk";
 }
 
 export interface SimResult {
@@ -104,7 +114,9 @@ interface SimNode {
   id: NodeId;
   up: boolean;
   node: RawNode;
+  /** Memory mode: the log; disk mode: unused (the node reads `disk`). */
   storage: MemoryStorage;
+  disk: DiskStorage | undefined;
   durable: Durable;
   machine: Machine;
   /** Reads whose read index arrived, waiting for applied >= index. */
@@ -175,6 +187,7 @@ export class Simulator {
   private opIndex = new Map<number, number>();
   /** When each op id was first applied by any node: a point inside its linearization interval. */
   private firstApplied = new Map<number, number>();
+  private diskRoot: string | undefined;
   readonly stats: SimStats = { elections: 0, leadersSeen: 0, writesAcked: 0, readsServed: 0, crashes: 0, snapshotsSent: 0, messages: 0 };
 
   constructor(opts: SimOptions) {
@@ -188,14 +201,28 @@ export class Simulator {
       traceLines: 40,
       clients: 5,
       retryAfter: 300,
+      storage: "memory",
       ...opts,
     };
     this.rng = new Prng(opts.seed);
     this.ids = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
+    if (this.opts.storage === "disk") {
+      if (this.opts.fault !== "none") throw new Error("storage faults are modelled with memory storage only");
+      this.diskRoot = mkdtempSync(join(existsSync("/dev/shm") ? "/dev/shm" : tmpdir(), "raftkv-sim-"));
+    }
+  }
+
+  private async init(): Promise<void> {
     for (const id of this.ids) {
       const durable: Durable = { hardState: { term: 0, vote: NONE, commit: 0 }, snapshot: undefined, entries: [] };
-      this.nodes.set(id, this.boot(id, durable));
+      this.nodes.set(id, await this.boot(id, durable));
     }
+  }
+
+  private async cleanup(): Promise<void> {
+    if (!this.diskRoot) return;
+    for (const n of this.nodes.values()) if (n.disk && n.up) await n.disk.close().catch(() => undefined);
+    rmSync(this.diskRoot, { recursive: true, force: true });
   }
 
   private log(line: string): void {
@@ -203,23 +230,38 @@ export class Simulator {
     if (this.trace.length > this.opts.traceLines) this.trace.shift();
   }
 
-  private boot(id: NodeId, durable: Durable): SimNode {
+  private async boot(id: NodeId, durable: Durable): Promise<SimNode> {
     const storage = new MemoryStorage(this.ids);
     const machine: Machine = { kv: new Map(), seen: new Set(), applied: 0 };
-    if (durable.snapshot) {
-      storage.applySnapshot(durable.snapshot);
-      restoreMachine(machine, durable.snapshot);
+    let disk: DiskStorage | undefined;
+    let applied = durable.snapshot?.meta.index ?? 0;
+    if (this.diskRoot) {
+      disk = await DiskStorage.open(join(this.diskRoot, id), {
+        initialVoters: this.ids,
+        segmentBytes: 16 * 1024,
+        preallocate: false,
+        keepEntries: 5,
+        logger: { info() {}, warn() {}, error() {} },
+      });
+      const meta = disk.snapshot().meta;
+      if (meta.index > 0) restoreMachine(machine, { meta, data: await disk.readSnapshotData(meta.index) });
+      applied = meta.index;
+    } else {
+      if (durable.snapshot) {
+        storage.applySnapshot(durable.snapshot);
+        restoreMachine(machine, durable.snapshot);
+      }
+      storage.append(durable.entries);
+      storage.setHardState(durable.hardState);
     }
-    storage.append(durable.entries);
-    storage.setHardState(durable.hardState);
     const prng = new Prng(this.rng.nextU32());
     const node = new RawNode({
       id,
       electionTick: ELECTION_TICK,
       heartbeatTick: HEARTBEAT_TICK,
-      storage,
+      storage: disk ?? storage,
       rand: () => prng.next(),
-      applied: durable.snapshot?.meta.index ?? 0,
+      applied,
       preVote: true,
       checkQuorum: true,
       maxSizePerMsg: 4 * 1024,
@@ -230,6 +272,7 @@ export class Simulator {
       up: true,
       node,
       storage,
+      disk,
       durable,
       machine,
       readsToServe: [],
@@ -244,13 +287,13 @@ export class Simulator {
 
   // ---- the driver: persist, then send, then apply, then advance ----------------------------
 
-  private handleReady(n: SimNode): void {
+  private async handleReady(n: SimNode): Promise<void> {
     let rounds = 0;
     while (n.up && n.node.hasReady()) {
       if (++rounds > 1000) throw new Error(`node ${n.id} produced Ready forever`);
       const rd = n.node.ready();
       this.checkReady(n, rd);
-      this.persist(n, rd);
+      await this.persist(n, rd);
       for (const m of rd.messages) this.send(m);
       if (rd.snapshot) {
         restoreMachine(n.machine, rd.snapshot);
@@ -265,21 +308,30 @@ export class Simulator {
       }
       this.serveReads(n);
       n.node.advance(rd);
-      this.afterAdvance(n);
+      await this.afterAdvance(n);
     }
   }
 
-  private persist(n: SimNode, rd: Ready): void {
+  private async persist(n: SimNode, rd: Ready): Promise<void> {
+    if (rd.entries.length > 0) this.checkLogMatchingOnAppend(n, rd.entries);
+    if (n.disk) {
+      if (rd.snapshot) await n.disk.applySnapshot(rd.snapshot);
+      if (rd.entries.length > 0 || rd.hardState) await n.disk.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync });
+      // The leader's snapshot bytes stay on disk; attach them to outgoing snapshot messages.
+      for (const m of rd.messages) {
+        if (m.type === MessageType.Snap && m.snapshot && m.snapshot.data.length === 0) {
+          m.snapshot = { meta: m.snapshot.meta, data: await n.disk.readSnapshotData(m.snapshot.meta.index) };
+        }
+      }
+      return;
+    }
     const s = n.storage;
     if (rd.snapshot) {
       s.applySnapshot(rd.snapshot);
       n.durable.snapshot = rd.snapshot;
       n.durable.entries = [];
     }
-    if (rd.entries.length > 0) {
-      this.checkLogMatchingOnAppend(n, rd.entries);
-      s.append(rd.entries);
-    }
+    if (rd.entries.length > 0) s.append(rd.entries);
     if (rd.hardState) s.setHardState(rd.hardState);
     // fsync: what is durable is what survives a crash. A Ready that need not be synced (only
     // the commit index moved) stays volatile until a later sync.
@@ -351,11 +403,17 @@ export class Simulator {
     n.readsToServe = still;
   }
 
-  private afterAdvance(n: SimNode): void {
+  private async afterAdvance(n: SimNode): Promise<void> {
     this.checkCommitted(n);
     // Snapshot and compact now and then, so slow followers need InstallSnapshot.
-    if (n.sinceSnapshot >= this.opts.snapshotEvery && n.machine.applied > n.storage.snapshot().meta.index) {
+    if (n.sinceSnapshot >= this.opts.snapshotEvery && n.machine.applied > (n.disk ?? n.storage).snapshot().meta.index) {
       const idx = n.machine.applied;
+      if (n.disk) {
+        // Written to a temp file, fsynced, renamed; then the WAL before it is released.
+        await n.disk.createSnapshot(idx, cloneConf(n.node.raft.confState()), encodeMachine(n.machine));
+        n.sinceSnapshot = 0;
+        return;
+      }
       const snap = n.storage.createSnapshot(idx, cloneConf(n.node.raft.confState()), encodeMachine(n.machine));
       // The snapshot file is written and fsynced before the log is compacted.
       n.durable.snapshot = snap;
@@ -383,7 +441,7 @@ export class Simulator {
     if (this.rng.chance(this.opts.dupRate)) this.net.push(m);
   }
 
-  private deliverOne(): void {
+  private async deliverOne(): Promise<void> {
     if (this.net.length === 0) return;
     // Pick any in-flight message: reordering and delay for free.
     const i = this.rng.int(Math.min(this.net.length, 8));
@@ -393,27 +451,27 @@ export class Simulator {
     const ok = !!to && to.up && !this.blocked.has(`${m.from}>${m.to}`) && !(m.type === MessageType.Snap && this.rng.chance(this.opts.dropRate));
     if (ok) {
       to.node.step(m);
-      this.handleReady(to);
+      await this.handleReady(to);
     } else if (m.type === MessageType.App && this.rng.chance(0.5)) {
       // The transport notices a broken stream some of the time and says so.
       const from = this.nodes.get(m.from);
       if (from?.up) {
         from.node.reportUnreachable(m.to);
-        this.handleReady(from);
+        await this.handleReady(from);
       }
     }
     if (m.type === MessageType.Snap) {
       const from = this.nodes.get(m.from);
       if (from?.up && from.node.raft.term === m.term) {
         from.node.reportSnapshot(m.to, ok);
-        this.handleReady(from);
+        await this.handleReady(from);
       }
     }
   }
 
   // ---- faults ---------------------------------------------------------------------------
 
-  private crash(n: SimNode): void {
+  private async crash(n: SimNode): Promise<void> {
     n.up = false;
     this.stats.crashes++;
     // Clients of this node lose their answers: outcome unknown for writes, no effect for reads.
@@ -421,33 +479,40 @@ export class Simulator {
     n.writesPending.clear();
     n.readCtx.clear();
     n.readsToServe = [];
+    if (n.disk) {
+      // Like SIGKILL: whatever was not made durable is gone.
+      await n.disk.close({ discardUnsynced: true });
+      this.log(`CRASH ${n.id}`);
+      return;
+    }
     this.log(`CRASH ${n.id} (durable term ${n.durable.hardState.term}, vote ${n.durable.hardState.vote || "-"}, last ${lastDurableIndex(n.durable)})`);
   }
 
-  private restart(n: SimNode): void {
+  private async restart(n: SimNode): Promise<void> {
     const durable = n.durable;
     if (this.opts.fault === "forget-vote") durable.hardState = { ...durable.hardState, vote: NONE };
-    const fresh = this.boot(n.id, { hardState: { ...durable.hardState }, snapshot: durable.snapshot, entries: durable.entries.slice() });
+    const fresh = await this.boot(n.id, { hardState: { ...durable.hardState }, snapshot: durable.snapshot, entries: durable.entries.slice() });
     this.nodes.set(n.id, fresh);
-    this.log(`RESTART ${n.id} term ${durable.hardState.term} commit ${durable.hardState.commit}`);
-    this.handleReady(fresh);
+    const hs = fresh.node.raft.hardState();
+    this.log(`RESTART ${n.id} term ${hs.term} commit ${hs.commit}`);
+    await this.handleReady(fresh);
   }
 
-  private faultEvent(): void {
+  private async faultEvent(): Promise<void> {
     const up = [...this.nodes.values()].filter((n) => n.up);
     const down = [...this.nodes.values()].filter((n) => !n.up);
     const r = this.rng.next();
     if (r < 0.15 && up.length > 0) {
       // A process bounce: crash and come straight back (what a supervisor does).
       const n = this.rng.pick(up);
-      this.crash(n);
-      this.restart(n);
+      await this.crash(n);
+      await this.restart(n);
     } else if (r < 0.3) {
       // Crash a node, but keep a quorum of processes most of the time so progress is possible.
-      if (up.length > Math.floor(this.ids.length / 2) + (this.rng.chance(0.2) ? 0 : 1)) this.crash(this.rng.pick(up));
-      else if (down.length) this.restart(this.rng.pick(down));
+      if (up.length > Math.floor(this.ids.length / 2) + (this.rng.chance(0.2) ? 0 : 1)) await this.crash(this.rng.pick(up));
+      else if (down.length) await this.restart(this.rng.pick(down));
     } else if (r < 0.55) {
-      if (down.length) this.restart(this.rng.pick(down));
+      if (down.length) await this.restart(this.rng.pick(down));
     } else if (r < 0.7) {
       // Symmetric partition: split the nodes in two groups.
       this.blocked.clear();
@@ -475,7 +540,7 @@ export class Simulator {
   }
 
   /** A client retries a write it has had no answer for, with the same op id (exactly-once). */
-  private retryStale(n: SimNode): boolean {
+  private async retryStale(n: SimNode): Promise<boolean> {
     for (const [opId, at] of n.writesPending) {
       if (this.step - at < this.opts.retryAfter) continue;
       const input = this.ops[opId - 1].input as { key: string; value: string };
@@ -486,14 +551,14 @@ export class Simulator {
       } catch (e) {
         if (!(e instanceof ProposalDroppedError)) throw e;
       }
-      this.handleReady(n);
+      await this.handleReady(n);
       return true;
     }
     return false;
   }
 
-  private clientWrite(n: SimNode): void {
-    if (this.retryStale(n) || this.outstanding() >= this.opts.clients) return this.deliverOne();
+  private async clientWrite(n: SimNode): Promise<void> {
+    if ((await this.retryStale(n)) || this.outstanding() >= this.opts.clients) return await this.deliverOne();
     const key = `k${this.rng.int(3)}`;
     const id = this.nextOpId++;
     const value = `v${id}`;
@@ -507,11 +572,11 @@ export class Simulator {
       if (!(e instanceof ProposalDroppedError)) throw e;
       op.failed = true;
     }
-    this.handleReady(n);
+    await this.handleReady(n);
   }
 
-  private clientRead(n: SimNode): void {
-    if (this.outstanding() >= this.opts.clients) return this.deliverOne();
+  private async clientRead(n: SimNode): Promise<void> {
+    if (this.outstanding() >= this.opts.clients) return await this.deliverOne();
     const key = `k${this.rng.int(3)}`;
     const id = this.nextOpId++;
     const op: Op = { id, input: { op: "get", key }, call: this.clock++ };
@@ -524,7 +589,7 @@ export class Simulator {
       if (!(e instanceof ProposalDroppedError)) throw e;
       op.failed = true;
     }
-    this.handleReady(n);
+    await this.handleReady(n);
   }
 
   // ---- invariants -----------------------------------------------------------------------
@@ -621,31 +686,32 @@ export class Simulator {
     return up.length ? this.rng.pick(up) : undefined;
   }
 
-  private tickOne(n: SimNode): void {
+  private async tickOne(n: SimNode): Promise<void> {
     const role = n.node.raft.role;
     n.node.tick();
     if (n.node.raft.role !== role && n.node.raft.role === Role.Candidate) this.stats.elections++;
-    this.handleReady(n);
+    await this.handleReady(n);
   }
 
-  run(): SimResult {
+  async run(): Promise<SimResult> {
     try {
+      await this.init();
       for (this.step = 0; this.step < this.opts.steps; this.step++) {
         const r = this.rng.next();
-        if (r < 0.5) this.deliverOne();
+        if (r < 0.5) await this.deliverOne();
         else if (r < 0.75) {
           const n = this.randomUp();
-          if (n) this.tickOne(n);
+          if (n) await this.tickOne(n);
         } else if (r < 0.85) {
           const n = this.randomUp();
-          if (n) this.clientWrite(n);
+          if (n) await this.clientWrite(n);
         } else if (r < 0.93) {
           const n = this.randomUp();
-          if (n) this.clientRead(n);
-        } else if (r < 0.93 + this.opts.faultRate) this.faultEvent();
-        else this.deliverOne();
+          if (n) await this.clientRead(n);
+        } else if (r < 0.93 + this.opts.faultRate) await this.faultEvent();
+        else await this.deliverOne();
       }
-      this.checkLiveness();
+      await this.checkLiveness();
       this.checkHistory();
       return { ok: true, seed: this.opts.seed, steps: this.opts.steps, nodes: this.opts.nodes, stats: this.stats };
     } catch (e) {
@@ -672,6 +738,8 @@ export class Simulator {
         trace: this.trace.slice(),
         stats: this.stats,
       };
+    } finally {
+      await this.cleanup();
     }
   }
 
@@ -681,18 +749,18 @@ export class Simulator {
    * so exactly-once) and commits; a new write commits on every node; and every acknowledged
    * write is in every node's state.
    */
-  private checkLiveness(): void {
+  private async checkLiveness(): Promise<void> {
     this.log("HEAL all: restart every node, reconnect, stop drops");
     this.blocked.clear();
     this.opts.dropRate = 0;
     this.opts.dupRate = 0;
-    for (const n of [...this.nodes.values()]) if (!n.up) this.restart(n);
+    for (const n of [...this.nodes.values()]) if (!n.up) await this.restart(n);
     const all = () => [...this.nodes.values()];
     const deadline = this.opts.livenessTicks;
     let probe: number | undefined;
     for (let t = 0; t < deadline; t++) {
-      for (const n of all()) this.tickOne(n);
-      while (this.net.length > 0) this.deliverOne();
+      for (const n of all()) await this.tickOne(n);
+      while (this.net.length > 0) await this.deliverOne();
       const leaders = all().filter((n) => n.node.raft.role === Role.Leader);
       if (leaders.length !== 1) continue;
       if (probe === undefined) {
@@ -712,7 +780,7 @@ export class Simulator {
               if (!(e instanceof ProposalDroppedError)) throw e;
             }
           }
-          this.handleReady(n);
+          await this.handleReady(n);
         }
       }
       const pending = all().reduce((k, n) => k + n.writesPending.size, 0);
@@ -788,7 +856,7 @@ function restoreMachine(m: Machine, s: Snapshot): void {
   m.applied = s.meta.index;
 }
 
-export function runSeed(opts: SimOptions): SimResult {
+export function runSeed(opts: SimOptions): Promise<SimResult> {
   return new Simulator(opts).run();
 }
 

@@ -60,7 +60,7 @@ export interface StatusDocument {
   snapshotIndex: number;
   /** Voter ids of the current configuration. */
   voters: string[];
-  /** Ready for clients: a leader is known and applied has caught up with commit. */
+  /** Ready for clients: a leader is known and applied has caught up with commit (within 1,000 entries: not replaying a backlog). */
   ready: boolean;
   peers: StatusPeer[];
   counters: {

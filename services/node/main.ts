@@ -104,7 +104,7 @@ async function main(): Promise<void> {
       ready: () => {
         if (isReady(driver)) return { ok: true };
         const r = driver.node.raft;
-        return { ok: false, reason: r.lead === "" ? "no leader known" : `applied ${driver.kv.appliedIndex} < commit ${r.log.committed}` };
+        return { ok: false, reason: r.lead === "" ? "no leader known" : `catching up: applied ${driver.kv.appliedIndex}, commit ${r.log.committed}` };
       },
     });
   } catch (e) {

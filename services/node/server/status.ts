@@ -17,10 +17,17 @@ export interface StatusSources {
 
 const EMPTY = new Histogram().toStatus();
 
-/** Ready for clients: a leader is known and this node has applied everything it knows committed. */
+/**
+ * How far applied may trail commit and still count as caught up. Under load the two differ by
+ * the entries committed during the current fsync; a node replaying a backlog (after a restart,
+ * or a follower that was cut off) trails by far more.
+ */
+export const READY_MAX_APPLY_LAG = 1000;
+
+/** Ready for clients: a leader is known and this node has applied (nearly) everything it knows committed. */
 export function isReady(driver: Driver): boolean {
   const r = driver.node.raft;
-  return !driver.failed && r.lead !== "" && driver.kv.appliedIndex >= r.log.committed;
+  return !driver.failed && r.lead !== "" && r.log.committed - driver.kv.appliedIndex <= READY_MAX_APPLY_LAG;
 }
 
 export function buildStatus(s: StatusSources): StatusDocument {

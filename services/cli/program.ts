@@ -2,14 +2,12 @@
 // run(argv, io) parses, runs one command and returns the exit code; nothing here calls
 // process.exit, so tests drive it in-process and main.ts stays a few lines.
 
-import { readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { status as GrpcStatus } from "@grpc/grpc-js";
 import { endpointProblem, RaftkvClient, RaftkvError, type KeyValue } from "./client.js";
 import { CLUSTER_UP_DEFAULTS, clusterUp, detectRuntime, type ClusterUpOptions } from "./cluster-up.js";
 import { asText, bytesField, json, kvJson, showBytes, table } from "./format.js";
+import { VERSION } from "../common/version.js";
 
 /** Exit codes: stable, documented in `raftkv --help`. */
 export const EXIT = {
@@ -132,28 +130,13 @@ function short(b: Uint8Array, max = 60): string {
   return s.length > max ? `${s.slice(0, max)}…` : s;
 }
 
-function readVersion(moduleUrl: string): string {
-  // services/cli (source) or dist/services/cli (build): the package.json is 2 or 3 levels up.
-  let dir = dirname(fileURLToPath(moduleUrl));
-  for (let i = 0; i < 5; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, "package.json"), "utf8")) as { name?: string; version?: string };
-      if (pkg.name === "raftkv" && pkg.version) return pkg.version;
-    } catch {
-      // not here
-    }
-    dir = dirname(dir);
-  }
-  return "unknown";
-}
-
 /** Builds the commander program. `setExit` receives each command's exit code. */
 export function buildProgram(io: Io, setExit: (code: number) => void): Command {
   const moduleUrl = io.moduleUrl ?? import.meta.url;
   const program = new Command("raftkv");
   program
     .description("Command line of raftkv, a replicated key-value store (Raft). Any node accepts any request.")
-    .version(readVersion(moduleUrl), "-V, --version", "print the version")
+    .version(VERSION, "-V, --version", "print the version")
     .helpOption("-h, --help", "show help")
     .addOption(new Option("--endpoints <list>", `nodes to talk to, comma-separated host:port [env RAFTKV_ENDPOINTS, default ${DEFAULT_ENDPOINTS}]`).argParser(endpointsOption))
     .addOption(new Option("--timeout <ms>", `overall deadline of a request, retries included (default ${DEFAULT_TIMEOUT_MS})`).argParser(intOption("--timeout", 1, 3_600_000)))

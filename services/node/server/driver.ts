@@ -13,7 +13,7 @@ import { KvStore, type KvStoreOptions } from "../kv/store.js";
 import { Prng } from "../raft/prng.js";
 import { ProposalDroppedError } from "../raft/raft.js";
 import { RawNode, decodeConfState } from "../raft/rawnode.js";
-import { type ConfState, type Entry, EntryType, type Message, MessageType, NONE, type NodeId, type Ready, Role, type SnapshotMeta } from "../raft/types.js";
+import { type Entry, EntryType, type Message, MessageType, NONE, type NodeId, type Ready, Role, type SnapshotMeta } from "../raft/types.js";
 import { type DiskStorage } from "../storage/disk-storage.js";
 import { PeerTransport } from "./transport.js";
 
@@ -83,11 +83,9 @@ export class Driver {
   private readonly ctxPrefix: Buffer;
   private snapshotting: Promise<void> | undefined;
   private lastSnapshotIndex: number;
-  private confState: ConfState;
   /** Heartbeat send times per peer, for the RTT histogram. */
   private heartbeatSent = new Map<NodeId, number>();
   readonly rtt = new Map<NodeId, Histogram>();
-  private readonly roleListeners: Array<(role: Role, leader: NodeId, term: number) => void> = [];
   readonly metrics = {
     walFsync: new Histogram(DISK_BUCKETS),
     apply: new Histogram(),
@@ -97,7 +95,6 @@ export class Driver {
     proposalsFailed: 0,
     snapshotsTaken: 0,
     snapshotsInstalled: 0,
-    leaderChanges: 0,
   };
   private lastLeader: NodeId = NONE;
   private lastCommit = 0;
@@ -115,7 +112,6 @@ export class Driver {
     this.ctxPrefix.writeUInt32BE((Math.random() * 0xffffffff) >>> 0);
     const snap = opts.storage.snapshot();
     this.lastSnapshotIndex = snap.meta.index;
-    this.confState = opts.storage.initialState().confState;
     this.lastCommit = opts.storage.initialState().hardState.commit;
     const prng = new Prng(opts.seed ?? (Math.random() * 0xffffffff) >>> 0);
     this.node = new RawNode({
@@ -166,10 +162,6 @@ export class Driver {
       this.safeStep(() => this.node.tick());
     }, this.opts.tickMs);
     this.kick();
-  }
-
-  onRoleChange(f: (role: Role, leader: NodeId, term: number) => void): void {
-    this.roleListeners.push(f);
   }
 
   // ---- inputs ---------------------------------------------------------------------------
@@ -468,7 +460,6 @@ export class Driver {
     if (rd.snapshot) {
       await this.storage.applySnapshot(rd.snapshot);
       this.kv = KvStore.restore(rd.snapshot.data, this.opts.kvOptions);
-      this.confState = rd.snapshot.meta.conf;
       this.lastSnapshotIndex = rd.snapshot.meta.index;
       this.metrics.snapshotsInstalled++;
       this.log.info({ index: rd.snapshot.meta.index, keys: this.kv.size }, "installed snapshot from the leader");
@@ -519,8 +510,7 @@ export class Driver {
       let res: ApplyResult;
       if (e.type === EntryType.ConfChange) {
         const cs = decodeConfState(e.data);
-        this.confState = this.node.applyConfChange(cs);
-        this.storage.setConfState(this.confState);
+        this.storage.setConfState(this.node.applyConfChange(cs));
         res = this.kv.applyNoop(e.index);
       } else {
         res = this.kv.apply(e.index, e.data);
@@ -587,7 +577,6 @@ export class Driver {
   private noteRole(role: Role, leader: NodeId): void {
     const term = this.node.raft.term;
     if (leader !== this.lastLeader && leader !== NONE) {
-      this.metrics.leaderChanges++;
       // A forwarded proposal or read may have been lost with the old leader: retry now.
       this.leaderChange.fire();
     }
@@ -596,7 +585,6 @@ export class Driver {
       else if (this.lastRole === Role.Leader) this.log.info({ term, role, leader }, `${this.id} lost LEADER role at term ${term}; now ${role}${leader ? `, LEADER is ${leader}` : ""}`);
       else if (leader !== NONE && leader !== this.lastLeader) this.log.info({ term, role, leader }, `${this.id} follows LEADER ${leader} at term ${term}`);
       else if (leader === NONE && this.lastLeader !== NONE) this.log.info({ term, role }, `${this.id} lost its LEADER ${this.lastLeader} at term ${term}; now ${role}`);
-      for (const f of this.roleListeners) f(role, leader, term);
     }
     this.lastRole = role;
     this.lastLeader = leader;

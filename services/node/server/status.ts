@@ -74,7 +74,7 @@ export function buildStatus(s: StatusSources): StatusDocument {
         };
       }),
     counters: {
-      leaderChanges: d.metrics.leaderChanges,
+      leaderChanges: st.stats.leaderChanges,
       elections: st.stats.elections,
       proposalsCommitted: d.metrics.proposalsCommitted,
       proposalsApplied: d.metrics.proposalsApplied,

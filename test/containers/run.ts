@@ -26,6 +26,28 @@ import { KVClient, ReadConsistency } from "../../services/common/gen/raftkv/v1/k
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const argv = process.argv.slice(2);
+const KNOWN = new Set(["--keep", "--keep-kit", "--context", "--kit"]);
+if (argv.includes("--help") || argv.includes("-h")) {
+  process.stdout.write(`Usage: npm run test:containers [-- --keep] [--keep-kit] [--context DIR] [--kit PATH]
+
+Builds both images with podman-kit (needs root), runs the compose cluster, puts and gets through
+the published ports, reads each exporter's /metrics, SIGKILLs and restarts the leader's container,
+stops the next leader with SIGTERM, reports image sizes and timings, and tears everything down.
+
+  --keep       leave the cluster running (prints how to reach and remove it)
+  --keep-kit   leave podman-kit's API service running afterwards
+  --context    directory with docker-compose.yml and the sources to build (default: the repo)
+  --kit        path of podman-kit (default: ../shared/tools/containers/podman-kit, or $PODMAN_KIT)
+`);
+  process.exit(0);
+}
+for (let i = 0; i < argv.length; i++) {
+  if (!KNOWN.has(argv[i])) {
+    process.stderr.write(`test:containers: unknown argument ${JSON.stringify(argv[i])} (see --help)\n`);
+    process.exit(2);
+  }
+  if (argv[i] === "--context" || argv[i] === "--kit") i++;
+}
 const flag = (name: string) => argv.includes(name);
 const option = (name: string) => {
   const i = argv.indexOf(name);

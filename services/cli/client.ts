@@ -481,6 +481,8 @@ export class RaftkvClient {
     const deadline = Date.now() + plan.timeoutMs;
     let attempts = 0;
     let lastErr: ServiceError | undefined;
+    /** The last answer a server gave (not a timeout of ours): the most useful thing to report. */
+    let lastAnswer: ServiceError | undefined;
     let lastEp: Endpoint | undefined;
     let hint = "";
     for (;;) {
@@ -499,6 +501,7 @@ export class RaftkvClient {
       } catch (e) {
         const err = e as ServiceError;
         lastErr = err;
+        if (err.code !== GrpcStatus.DEADLINE_EXCEEDED) lastAnswer = err;
         hint = leaderHint(err);
         if (hint) this.noteLeader(hint);
         if (this.closed) throw toRaftkvError(err, ep, attempts, hint);
@@ -515,7 +518,9 @@ export class RaftkvClient {
       const delay = Math.random() * bound;
       if (remaining <= delay + 1) {
         if (remaining > 0) await sleep(remaining);
-        throw this.finalError(plan, lastErr, lastEp, attempts, hint);
+        // An attempt cut short by our own deadline says less than what a node answered before.
+        const report = lastErr.code === GrpcStatus.DEADLINE_EXCEEDED && lastAnswer ? lastAnswer : lastErr;
+        throw this.finalError(plan, report, lastEp, attempts, hint);
       }
       await sleep(delay);
       if (this.closed) throw new RaftkvError(GrpcStatus.CANCELLED, "client is closed", { endpoint: lastEp.address, attempts });

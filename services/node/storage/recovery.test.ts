@@ -7,6 +7,7 @@ import { CorruptWalError, InconsistentStorageError } from "./errors.js";
 import { RecordEncoder, RecordType, readRecord } from "./record.js";
 import { CapturingLogger, entry, payload, quietLogger, range, sameBytes, tempDir } from "./testutil.js";
 import { segmentName } from "./wal.js";
+import { Prng } from "../raft/prng.js";
 
 const dirs: Array<() => void> = [];
 after(() => dirs.forEach((c) => c()));
@@ -39,15 +40,10 @@ function records(file: string): Array<{ start: number; end: number; type: Record
   return out;
 }
 
-/** Deterministic pseudo-random numbers for picking offsets. */
+/** Deterministic pseudo-random integers in [0, n) (the project's seeded PRNG). */
 function rng(seed: number): (n: number) => number {
-  let x = seed >>> 0 || 1;
-  return (n) => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) % n;
-  };
+  const p = new Prng(seed);
+  return (n) => p.int(n);
 }
 
 async function writeLog(dir: string, opts: DiskStorageOptions, batches: number): Promise<void> {

@@ -481,7 +481,7 @@ export class RaftkvClient {
     const deadline = Date.now() + plan.timeoutMs;
     let attempts = 0;
     let lastErr: ServiceError | undefined;
-    /** The last answer a server gave (not a timeout of ours): the most useful thing to report. */
+    /** The last UNAVAILABLE a node answered (it names the leader and term): the most useful thing to report. */
     let lastAnswer: ServiceError | undefined;
     let lastEp: Endpoint | undefined;
     let hint = "";
@@ -501,7 +501,7 @@ export class RaftkvClient {
       } catch (e) {
         const err = e as ServiceError;
         lastErr = err;
-        if (err.code !== GrpcStatus.DEADLINE_EXCEEDED) lastAnswer = err;
+        if (err.code === GrpcStatus.UNAVAILABLE && err.details) lastAnswer = err;
         hint = leaderHint(err);
         if (hint) this.noteLeader(hint);
         if (this.closed) throw toRaftkvError(err, ep, attempts, hint);
@@ -518,8 +518,9 @@ export class RaftkvClient {
       const delay = Math.random() * bound;
       if (remaining <= delay + 1) {
         if (remaining > 0) await sleep(remaining);
-        // An attempt cut short by our own deadline says less than what a node answered before.
-        const report = lastErr.code === GrpcStatus.DEADLINE_EXCEEDED && lastAnswer ? lastAnswer : lastErr;
+        // An attempt cut short by our own deadline, or refused as a duplicate still in progress
+        // (ABORTED), says less than a node's own UNAVAILABLE answer before it.
+        const report = lastErr.code !== GrpcStatus.UNAVAILABLE && lastAnswer ? lastAnswer : lastErr;
         throw this.finalError(plan, report, lastEp, attempts, hint);
       }
       await sleep(delay);

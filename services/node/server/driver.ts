@@ -72,6 +72,8 @@ export class Driver {
   private fatal: Error | undefined;
   /** Proposals waiting for their entry to be applied here, by request id. */
   private proposals = new Map<string, Waiter<ApplyResult>>();
+  /** The outcome of each proposal in progress, so a client's retry can wait for it too. */
+  private proposalResults = new Map<string, Promise<ApplyResult>>();
   /** Proposals not yet handed to the core (flushed as one batch per turn of the loop). */
   private proposalQueue: Array<{ data: Uint8Array; dropped: (reason: string) => void }> = [];
   /** Reads waiting for the next ReadIndex round; rounds in flight by context; then reads waiting for applied >= index. */
@@ -217,8 +219,15 @@ export class Driver {
     if (!cmd.requestId || !cmd.requestId.clientId) throw new Error("propose: a request id is required");
     const key = `${cmd.requestId.clientId}/${cmd.requestId.seq}`;
     const data = Command.encode(cmd).finish();
-    if (this.proposals.has(key)) throw new RequestError("ABORTED", `request ${key} is already in progress on this node`);
+    const inProgress = this.proposalResults.get(key);
+    if (inProgress) {
+      // A client's retry of a request still in progress here: wait for the same outcome.
+      const r = await raceTimeout(inProgress, Math.max(0, deadline - Date.now()));
+      if (r !== TIMEOUT) return r;
+      throw this.unavailable("the write was not committed in time");
+    }
     const done = new Promise<ApplyResult>((resolve, reject) => this.proposals.set(key, { resolve, reject }));
+    this.proposalResults.set(key, done);
     let lastErr = "";
     try {
       const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
@@ -246,6 +255,7 @@ export class Driver {
       }
     } finally {
       this.proposals.delete(key);
+      this.proposalResults.delete(key);
     }
     this.metrics.proposalsFailed++;
     throw this.unavailable(lastErr || "the write was not committed in time");

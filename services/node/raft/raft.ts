@@ -360,7 +360,7 @@ export class Raft {
       voteMsg = MessageType.Vote;
       term = this.term;
     }
-    if (this.poll(this.id, voteRespType(voteMsg), true) === VoteResult.Won) {
+    if (this.poll(this.id, true) === VoteResult.Won) {
       // A single-voter cluster wins at once.
       if (t === CampaignType.PreElection) this.campaign(CampaignType.Election);
       else this.becomeLeader();
@@ -378,7 +378,7 @@ export class Raft {
     }
   }
 
-  private poll(id: NodeId, _t: MessageType, granted: boolean): VoteResult {
+  private poll(id: NodeId, granted: boolean): VoteResult {
     if (!this.votes.has(id)) this.votes.set(id, granted);
     return this.config.voteResult(this.votes);
   }
@@ -614,7 +614,7 @@ export class Raft {
         return;
     }
     if (m.type === myVoteResp) {
-      const res = this.poll(m.from, m.type, !m.reject);
+      const res = this.poll(m.from, !m.reject);
       if (res === VoteResult.Won) {
         if (this.role === Role.PreCandidate) {
           this.campaign(CampaignType.Election);
@@ -913,11 +913,5 @@ export class Raft {
 
   abortLeaderTransfer(): void {
     this.leadTransferee = NONE;
-  }
-
-  // ---- status -----------------------------------------------------------------------------
-
-  lastIndex(): number {
-    return this.log.lastIndex();
   }
 }

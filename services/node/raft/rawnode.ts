@@ -5,7 +5,6 @@ import { ProposalDroppedError, Raft, type RaftConfig } from "./raft.js";
 import { ProgressState } from "./progress.js";
 import {
   type ConfState,
-  EMPTY_BYTES,
   type Entry,
   EntryType,
   type HardState,
@@ -274,5 +273,3 @@ export function decodeConfState(b: Uint8Array): ConfState {
   if (!Array.isArray(v.voters) || !Array.isArray(v.learners)) throw new Error("malformed configuration entry");
   return { voters: v.voters.map(String), learners: v.learners.map(String) };
 }
-
-export const NO_CONTEXT = EMPTY_BYTES;

@@ -59,8 +59,4 @@ export class ReadOnly {
     if (this.queue.length === 0) return undefined;
     return this.pending.get(this.queue[this.queue.length - 1])!.req.context;
   }
-
-  get size(): number {
-    return this.queue.length;
-  }
 }

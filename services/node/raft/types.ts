@@ -146,10 +146,6 @@ export function emptyMessage(type: MessageType, from: NodeId, to: NodeId, term =
 
 export const EMPTY_BYTES = new Uint8Array(0);
 
-export function isEmptyHardState(hs: HardState): boolean {
-  return hs.term === 0 && hs.vote === NONE && hs.commit === 0;
-}
-
 export function hardStateEqual(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
 }

@@ -14,7 +14,6 @@ import { after, describe, it } from "node:test";
 import { DiskStorage } from "../../services/node/storage/disk-storage.js";
 import { CapturingLogger, payload, sameBytes, tempDir } from "../../services/node/storage/testutil.js";
 import { CRASH_OPTIONS, snapshotPayload } from "./crash-shared.js";
-import { Prng } from "../../services/node/raft/prng.js";
 
 const KILLS = Number(process.env.CRASH_KILLS ?? 50);
 const WORKERS = 2;
@@ -63,10 +62,14 @@ class Model {
   }
 }
 
-/** Deterministic pseudo-random integers in [0, n) (the project's seeded PRNG). */
 function rng(seed: number): (n: number) => number {
-  const p = new Prng(seed);
-  return (n) => p.int(n);
+  let x = seed >>> 0 || 1;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
 }
 
 interface RunResult {

@@ -165,6 +165,7 @@ async function main(): Promise<void> {
     ["batch 64", 64, {}],
     ["batch 1024", 1024, {}],
     ["batch 1, syncMode fdatasync", 1, { syncMode: "fdatasync" }],
+    ["batch 1, thread-pool writes", 1, { writes: "threadpool" }],
     ["batch 1, no preallocation", 1, { preallocate: false }],
   ];
   const variants: WalVariant[] = [];

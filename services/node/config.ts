@@ -32,6 +32,8 @@ export interface Config {
   logLevel: string;
   /** Truncate a corrupt WAL at the first bad record instead of refusing to start. */
   repairWal: boolean;
+  /** Where durable WAL writes run: on the event loop ("inline") or libuv's thread pool. */
+  walWrites: "inline" | "threadpool";
   /** "static" (RAFTKV_PEERS) or "statefulset" (hostname ordinal + headless service). */
   mode: "static" | "statefulset";
 }
@@ -71,6 +73,7 @@ const SETTINGS: Record<string, Setting> = {
   maxValueBytes: { flag: "--max-value-bytes <n>", env: "RAFTKV_MAX_VALUE_BYTES", description: "largest value accepted", default: "1048576" },
   requestTimeoutMs: { flag: "--request-timeout-ms <ms>", env: "RAFTKV_REQUEST_TIMEOUT_MS", description: "server-side deadline of a client request", default: "5000" },
   logLevel: { flag: "--log-level <level>", env: "RAFTKV_LOG_LEVEL", description: "pino level (trace..fatal)", default: "info" },
+  walWrites: { flag: "--wal-writes <mode>", env: "RAFTKV_WAL_WRITES", description: "inline (on the event loop: fastest on a fast disk) or threadpool (keeps serving during slow disk writes)", default: "inline" },
   repairWal: { flag: "--repair-wal", env: "RAFTKV_REPAIR_WAL", description: "truncate a corrupt WAL at the first bad record (says what it discards)", boolean: true },
 };
 
@@ -165,6 +168,10 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
     throw new ConfigError(`RAFTKV_LOG_LEVEL must be one of trace, debug, info, warn, error, fatal, silent; got ${JSON.stringify(logLevel)}`);
   }
   const repair = get("repairWal");
+  const walWrites = get("walWrites")!;
+  if (walWrites !== "inline" && walWrites !== "threadpool") {
+    throw new ConfigError(`RAFTKV_WAL_WRITES must be inline or threadpool; got ${JSON.stringify(walWrites)}`);
+  }
   return {
     id,
     cluster: get("cluster")!,
@@ -183,6 +190,7 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv = process.env,
     requestTimeoutMs: int("RAFTKV_REQUEST_TIMEOUT_MS", get("requestTimeoutMs")!, 10, 600_000),
     logLevel,
     repairWal: repair === "true" || repair === "1",
+    walWrites,
     mode,
   };
 }

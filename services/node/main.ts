@@ -60,6 +60,7 @@ async function main(): Promise<void> {
       repair: config.repairWal,
       initialVoters: config.peers.map((p) => p.id),
       keepEntries: config.snapshotKeepEntries,
+      writes: config.walWrites,
     });
   } catch (e) {
     log.fatal({ err: (e as Error).message, dataDir: config.dataDir }, `cannot open the data directory: ${(e as Error).message}`);

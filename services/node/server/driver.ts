@@ -488,6 +488,9 @@ export class Driver {
         committed = committed.slice(n);
       }
     }
+    // An inline write blocks the loop: let the messages just sent reach the sockets first
+    // (http2 writes go out from the loop's check phase), so followers write in parallel.
+    if (leader && rd.mustSync && rd.messages.length > 0 && this.storage.writes === "inline") await new Promise((r) => setImmediate(r));
     if (rd.entries.length > 0 || rd.hardState) {
       const t0 = performance.now();
       await this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync });

@@ -34,6 +34,7 @@ const optsArb = fc.record({
   keepEntries: fc.constantFrom(0, 3, 40),
   preallocate: fc.boolean(),
   syncMode: fc.constantFrom("odsync" as const, "fdatasync" as const),
+  writes: fc.constantFrom("inline" as const, "threadpool" as const),
 });
 
 const CONF: ConfState = { voters: ["n1", "n2", "n3"], learners: [] };

@@ -36,6 +36,7 @@ import {
 } from "./record.js";
 
 export type SyncMode = "odsync" | "fdatasync";
+export type WriteMode = "inline" | "threadpool";
 
 export interface WalOptions {
   segmentBytes: number;
@@ -43,6 +44,11 @@ export interface WalOptions {
   preallocate: boolean;
   /** "odsync": one O_DSYNC write per batch; "fdatasync": write, then fdatasync. Same guarantee. */
   syncMode: SyncMode;
+  /**
+   * "inline": the durable write runs on the calling thread (it blocks the event loop for one
+   * disk round trip); "threadpool": it runs on libuv's thread pool. See DiskStorageOptions.
+   */
+  writes: WriteMode;
   repair: boolean;
   logger: StorageLogger;
   onFsync?: (seconds: number) => void;
@@ -114,6 +120,10 @@ export class Wal {
   private readonly syncMode: SyncMode;
   private fsyncCount = 0;
   private bytesWrittenCount = 0;
+  get writes(): WriteMode {
+    return this.opts.writes;
+  }
+
   /** True when open() found segment files (false for a new or emptied WAL directory). */
   hadSegments = false;
 
@@ -364,8 +374,17 @@ export class Wal {
 
   private async writeDurable(buf: Buffer, len: number): Promise<void> {
     const t0 = performance.now();
-    await pwriteAll(this.fd, buf, 0, len, this.pos);
-    if (this.syncMode === "fdatasync") await fdatasync(this.fd);
+    if (this.opts.writes === "inline") {
+      for (let off = 0; off < len; ) {
+        const n = fs.writeSync(this.fd, buf, off, len - off, this.pos + off);
+        if (n <= 0) throw new Error(`write returned ${n}`);
+        off += n;
+      }
+      if (this.syncMode === "fdatasync") fs.fdatasyncSync(this.fd);
+    } else {
+      await pwriteAll(this.fd, buf, 0, len, this.pos);
+      if (this.syncMode === "fdatasync") await fdatasync(this.fd);
+    }
     const seconds = (performance.now() - t0) / 1000;
     this.fsyncCount++;
     this.bytesWrittenCount += len;

@@ -65,6 +65,12 @@ export class Progress {
   recentActive = false;
   /** In Probe state: an append is outstanding, wait for its answer or the next heartbeat. */
   msgAppFlowPaused = false;
+  /**
+   * The last index of entries this follower forwarded to us (its clients' proposals): it
+   * answers them once it has applied them, so it is told of commits at once while this is
+   * ahead of what it was last told. 0 when it waits for nothing.
+   */
+  commitWanted = 0;
   readonly inflights: Inflights;
   isLearner: boolean;
 

@@ -251,6 +251,36 @@ describe("§5.3 Log replication", () => {
     assert.deepEqual(applied, [1, 2, 3]);
   });
 
+  test("The leader includes the commit index in future AppendEntries RPCs (including heartbeats) so that the other servers eventually find out", () => {
+    const t = newTestNode("1", ["1", "2", "3"]);
+    t.node.campaign();
+    t.node.step(msg(MessageType.VoteResp, "2", "1", 1));
+    sent(t);
+    for (const id of ["2", "3"]) t.node.step(msg(MessageType.AppResp, id, "1", 1, { index: 1 }));
+    sent(t);
+    // Entry 2 is the leader's own client's; entry 3 was forwarded by follower 3.
+    t.node.propose(enc("x"));
+    t.node.step(msg(MessageType.Prop, "3", "1", 0, { entries: [ent(0, 0, "y")] }));
+    sent(t);
+    t.node.step(msg(MessageType.AppResp, "2", "1", 1, { index: 3 }));
+    assert.equal(t.node.raft.log.committed, 3);
+    // Follower 3 answers its client once it applies entry 3: it is told at once. Follower 2
+    // waits for nothing: no message just for the commit index.
+    const apps = sent(t).filter((m) => m.type === MessageType.App);
+    assert.deepEqual(apps.map((m) => [m.to, m.commit, m.entries.length]), [["3", 3, 0]]);
+    // The next append carries it to follower 2, and so does the next heartbeat.
+    t.node.propose(enc("z"));
+    const next = sent(t).filter((m) => m.type === MessageType.App && m.to === "2");
+    assert.deepEqual(next.map((m) => m.commit), [3]);
+    t.node.tick();
+    const hb = sent(t).find((m) => m.type === MessageType.Heartbeat && m.to === "2");
+    assert.equal(hb?.commit, 3);
+    // Once follower 3 has been told of its entry's commit, it is not told again.
+    t.node.step(msg(MessageType.AppResp, "2", "1", 1, { index: 4 }));
+    assert.equal(t.node.raft.log.committed, 4);
+    assert.deepEqual(sent(t).filter((m) => m.type === MessageType.App && m.entries.length === 0), []);
+  });
+
   test("Once a follower learns that a log entry is committed, it applies the entry to its local state machine", () => {
     const t = newTestNode("2", ["1", "2", "3"]);
     t.node.step(msg(MessageType.App, "1", "2", 1, { index: 0, logTerm: 0, entries: [ent(1, 1, "a"), ent(2, 1, "b")], commit: 1 }));

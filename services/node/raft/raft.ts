@@ -495,6 +495,10 @@ export class Raft {
         }
         if (!this.appendEntries(m.entries)) throw new ProposalDroppedError("too many uncommitted entries");
         for (const e of m.entries) if (e.type === EntryType.ConfChange) this.pendingConfIndex = e.index;
+        if (m.from !== this.id && m.from !== NONE) {
+          const from = this.progress.get(m.from);
+          if (from) from.commitWanted = this.log.lastIndex();
+        }
         this.bcastAppend();
         return;
       }
@@ -546,7 +550,7 @@ export class Raft {
             }
             if (this.maybeCommit()) {
               this.releasePendingReadIndexMessages();
-              this.bcastAppend();
+              this.bcastCommit();
             } else if (oldPaused) {
               this.sendAppend(m.from);
             }
@@ -796,6 +800,24 @@ export class Raft {
 
   private bcastAppend(): void {
     for (const id of this.progress.keys()) if (id !== this.id) this.sendAppend(id);
+  }
+
+  /**
+   * After the commit index moved: followers learn it with the next append or heartbeat, as
+   * the paper has it (§5.3: "it includes that index in future AppendEntries RPCs (including
+   * heartbeats)"). Only followers waiting for entries they forwarded get an append now, even
+   * an empty one (they answer their clients once they apply). Telling every follower at once,
+   * as etcd does, costs each write one more message and answer per follower, on the leader's
+   * CPU, while the client waits for the leader's reply.
+   */
+  private bcastCommit(): void {
+    const committed = this.log.committed;
+    for (const [id, pr] of this.progress) {
+      if (id === this.id) continue;
+      const wanted = pr.commitWanted > 0;
+      if (wanted && committed >= pr.commitWanted) pr.commitWanted = 0;
+      this.maybeSendAppend(id, wanted);
+    }
   }
 
   private sendAppend(to: NodeId): void {

@@ -1,5 +1,5 @@
 // npm run bench [-- --compare etcd] [--runs 3 --seconds 3 --warmup 1 --keys 10000]
-//   [--rows put-seq,put-16,put-128,get-lin-128,get-ser-128] [--routing spread|leader]
+//   [--rows put-seq,put-16,put-128,get-lin-128,get-ser-128] [--routing client|spread]
 //   [--systems raftkv,etcd] [--profile DIR] [--dir PARENT] [--out FILE]
 //
 // Starts a fresh 3-node raftkv cluster on loopback (default timings: heartbeat 100 ms, election
@@ -30,7 +30,7 @@ import { pathToFileURL } from "node:url";
 import { performance } from "node:perf_hooks";
 import { Session } from "node:inspector/promises";
 import { Command } from "commander";
-import { TestCluster } from "../test/cluster/harness.js";
+import { ROOT as ROOT_DIR, TestCluster } from "../test/cluster/harness.js";
 import { ETCD_BIN, EtcdCluster } from "./etcd.js";
 import { cpuSnapshot, cpuWindow, type CpuSnapshot, type CpuWindow } from "./procstat.js";
 import { printProfileSummary, summarizeProfiles } from "./profile.js";
@@ -85,7 +85,7 @@ const program = new Command()
   .option("--keys <n>", "key space; every key is written once before the rows", "10000")
   .option("--rows <ids>", `comma-separated rows to run (default ${ROWS.filter((r) => !r.extra).map((r) => r.id).join(",")}; also ${ROWS.filter((r) => r.extra).map((r) => r.id).join(",")})`)
   .option("--systems <names>", "with --compare: which systems to measure (raftkv,etcd)", "raftkv,etcd")
-  .option("--routing <r>", "raftkv client pattern: spread (random node per request, as etcd3) or leader (RaftkvClient's leader-first)", "spread")
+  .option("--routing <r>", "raftkv client pattern: client (RaftkvClient's own policy: writes to the leader, reads round-robin) or spread (a random node per request, as etcd3 does)", "client")
   .option("--profile <dir>", "write CPU profiles of the raftkv nodes and of the client's raftkv windows to dir, and summarize them")
   .option("--dir <path>", "parent of the temp dirs (data of both systems and the fdatasync file: one disk)", os.tmpdir())
   .option("--out <file>", "JSON result file (default bench/results/cluster.json, cluster-profile.json with --profile)")
@@ -123,7 +123,7 @@ function positiveNumber(name: string, v: string, allowZero = false): number {
 }
 
 if (opt.compare !== undefined && opt.compare !== "etcd") fail(`--compare must be "etcd", got ${JSON.stringify(opt.compare)}`);
-if (opt.routing !== "spread" && opt.routing !== "leader") fail(`--routing must be spread or leader, got ${JSON.stringify(opt.routing)}`);
+if (opt.routing !== "spread" && opt.routing !== "client") fail(`--routing must be client or spread, got ${JSON.stringify(opt.routing)}`);
 const ROUTING = opt.routing as Routing;
 const RUNS = positiveInt("--runs", opt.runs);
 const SECONDS = positiveNumber("--seconds", opt.seconds);
@@ -403,6 +403,24 @@ function etcdVersion(): string {
   }
 }
 
+/**
+ * Compiles the node as the container image runs it (tsc, tsconfig.build.json: plain JS, no tsx
+ * loader or its per-closure name helpers) into node_modules/.cache, where the dependencies
+ * resolve; returns its main.js.
+ */
+function buildNode(): string {
+  const out = join(ROOT_DIR, "node_modules", ".cache", "raftkv", "bench-build");
+  progress(`compiling the node (tsc -p tsconfig.build.json) into ${out}`);
+  fs.rmSync(out, { recursive: true, force: true });
+  execFileSync(process.execPath, [join(ROOT_DIR, "node_modules", "typescript", "bin", "tsc"), "-p", join(ROOT_DIR, "tsconfig.build.json"), "--outDir", out], {
+    cwd: ROOT_DIR,
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  // Under node_modules, Node does not look further up for the project's "type": "module".
+  fs.writeFileSync(join(out, "package.json"), JSON.stringify({ type: "module" }));
+  return join(out, "services", "node", "main.js");
+}
+
 // ---- main -------------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -429,6 +447,7 @@ async function main(): Promise<void> {
   const handles: SystemHandle[] = [];
   const rand = xorshift(0x5eed);
   if (systems.includes("raftkv")) {
+    const nodeMain = buildNode();
     progress("starting raftkv (3 nodes)");
     // The harness puts its data dir in os.tmpdir(): point that at our root, so both systems share one disk.
     const savedTmp = process.env.TMPDIR;
@@ -438,6 +457,7 @@ async function main(): Promise<void> {
         nodes: 3,
         heartbeatMs: HEARTBEAT_MS,
         electionMs: ELECTION_MS,
+        nodeMain,
         // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preloaded module profiles on SIGUSR2 instead.
         env: PROFILE_DIR
           ? {
@@ -563,7 +583,7 @@ async function main(): Promise<void> {
   const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(1));
   lines.push(
     `3-node clusters on loopback (heartbeat ${HEARTBEAT_MS} ms, election ${ELECTION_MS} ms, fsync on), ${KEY_BYTES} B keys (${KEYS} preloaded), ${VALUE_BYTES} B values, ` +
-      `one gRPC channel per endpoint, ${ROUTING === "spread" ? "a random endpoint per request" : "raftkv requests to the leader (RaftkvClient's policy), etcd's to a random endpoint"}; median of ${RUNS} run(s) of ${SECONDS} s after ${WARMUP} s warm-up; ` +
+      `one gRPC channel per endpoint, ${ROUTING === "spread" ? "a random endpoint per request" : "each system's own client policy (raftkv: writes to the leader, reads round-robin; etcd3: a random endpoint per request)"}; median of ${RUNS} run(s) of ${SECONDS} s after ${WARMUP} s warm-up; ` +
       `${os.cpus().length} CPUs, load ${loadStart[0]!.toFixed(1)} -> ${loadEnd[0]!.toFixed(1)}; raw fdatasync of the same disk ${fmtInt(rawMedian)}/s (median of ${fsyncSamples.length}: ${fsyncSamples.map(fmtInt).join(", ")}).`,
     "",
   );

@@ -50,7 +50,9 @@ const SPECIAL: Record<string, string> = {
 export function areaOf(f: CallFrame): string {
   const special = SPECIAL[f.functionName];
   if (special && !f.url) return special;
-  const u = f.url;
+  // The bench runs a compiled node from node_modules/.cache/raftkv/bench-build: its files are
+  // the project's, named .js.
+  const u = f.url.replace(/\/node_modules\/\.cache\/raftkv\/bench-build\//, "/").replace(/(\/services\/.*)\.js$/, "$1.ts");
   if (!u) return "native builtins";
   if (u.includes("/node_modules/@grpc/grpc-js/")) return "grpc-js";
   if (u.includes("/node_modules/@grpc/proto-loader/") || u.includes("/node_modules/protobufjs/") || u.includes("/node_modules/@protobufjs/")) return "protobuf (protobufjs)";
@@ -82,7 +84,7 @@ export function areaOf(f: CallFrame): string {
 function frameName(f: CallFrame): string {
   const name = f.functionName || "(anonymous)";
   if (!f.url) return name;
-  const short = f.url.replace(/^file:\/\//, "").replace(/^.*\/(node_modules\/)/, "$1").replace(/^.*\/(services|bench|test)\//, "$1/");
+  const short = f.url.replace(/\/node_modules\/\.cache\/raftkv\/bench-build\//, "/").replace(/^file:\/\//, "").replace(/^.*\/(node_modules\/)/, "$1").replace(/^.*\/(services|bench|test)\//, "$1/");
   // Code loaded through tsx reports line 0 for everything: show a line only where it means one.
   return f.lineNumber > 0 ? `${name} ${short}:${f.lineNumber + 1}` : `${name} ${short}`;
 }

@@ -11,7 +11,7 @@ import { RaftkvClient } from "../services/cli/client.js";
 export type SystemName = "raftkv" | "etcd";
 
 /** How requests are spread over the endpoints. */
-export type Routing = "spread" | "leader";
+export type Routing = "spread" | "client";
 
 export interface KvTarget {
   readonly system: SystemName;
@@ -29,15 +29,15 @@ const CALL_TIMEOUT_MS = 5000;
  * raftkv through RaftkvClient. `spread`: one single-endpoint client per node (one gRPC channel
  * each) and every request to a node drawn uniformly at random, which is what etcd3 does (a fresh
  * Fisher-Yates shuffle of its hosts per call, first host taken); followers forward writes and get
- * read indexes from the leader, as etcd's do. `leader`: one client over all endpoints, which
- * sends writes and linearizable reads to the leader once known (RaftkvClient's own policy).
+ * read indexes from the leader, as etcd's do. `client`: one client over all endpoints with
+ * RaftkvClient's own policy: writes to the leader once known, reads round-robin over the nodes.
  */
 export function raftkvTarget(endpoints: string[], routing: Routing, rand: () => number): KvTarget {
-  if (routing === "leader") {
+  if (routing === "client") {
     const c = new RaftkvClient({ endpoints, channelsPerEndpoint: 1, timeoutMs: CALL_TIMEOUT_MS });
     return {
       system: "raftkv",
-      description: "RaftkvClient over all endpoints, one channel each; requests go to the leader once known (the client's own policy)",
+      description: "one RaftkvClient over all endpoints, one channel each, with its own policy: writes to the leader once known, reads round-robin over the nodes",
       async put(key, value) {
         await c.put(key, value);
       },

@@ -175,6 +175,22 @@ describe("RaftkvClient retries", () => {
     assert.equal(n1.calls.filter((x) => x.method === "put").length, before);
     assert.ok(n2.calls.filter((x) => x.method === "put").length >= 5);
   });
+
+  test("reads take the nodes in turn, and skip for a second a node whose last attempt failed", async () => {
+    const getOk = (id: string) => () => ({ ok: { header: header(id, "n1"), kv: undefined } });
+    const nodes = await Promise.all(["n1", "n2", "n3"].map((id) => server({ memberId: id, leaderId: "n1", handlers: { get: getOk(id), range: () => ({ ok: { header: header(id, "n1"), kvs: [], more: false, count: 0 } }) } })));
+    const c = client({ endpoints: nodes.map((n) => n.address), timeoutMs: 3000, baseBackoffMs: 1 });
+    const gets = () => nodes.map((n) => n.calls.filter((x) => x.method === "get").length);
+    for (let i = 0; i < 6; i++) await c.get(`k${i}`, { serializable: i % 2 === 0 });
+    await c.range({ prefix: "k" });
+    assert.deepEqual(gets(), [2, 2, 2], "six gets, two per node, linearizable or not");
+    // n2 starts failing: its one failed attempt is retried elsewhere, then n2 is left alone.
+    nodes[1].handlers.get = () => ({ error: grpcError(GrpcStatus.UNAVAILABLE, "no leader") });
+    for (let i = 0; i < 6; i++) await c.get(`k${i}`);
+    const [a, b, d] = gets();
+    assert.equal(b, 3, "n2 was tried once more, then skipped");
+    assert.equal(a + d, 4 + 6);
+  });
 });
 
 test("members and leadership transfer are asked of the leader, found through every node's Status", async () => {

@@ -2,7 +2,10 @@
 // benchmark. Any node accepts any request, so the client only has to find a node that answers:
 //  - one gRPC channel per endpoint (or a few, `channelsPerEndpoint`), reused by every call, so
 //    many requests can be in flight at once;
-//  - requests go to the leader once it is known (a follower would forward them there anyway);
+//  - writes go to the leader once it is known (a follower would forward them there anyway);
+//    reads go round-robin over the endpoints (every node serves them: serializable ones from
+//    its own state, linearizable ones after a ReadIndex round with the leader), skipping for a
+//    second an endpoint whose last attempt failed;
 //  - UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED and connection failures are retried against the
 //    next endpoint (or the leader the error names) with jittered exponential backoff until the
 //    operation's overall deadline; every attempt has its own deadline, so nothing hangs;
@@ -206,6 +209,8 @@ interface RetryPlan {
   pinned?: Endpoint;
   /** Prefer the leader's endpoint once known. */
   preferLeader: boolean;
+  /** Take the endpoints in turn (reads), skipping ones that failed in the last second. */
+  spread?: boolean;
   /**
    * Find the leader's endpoint first (asking every node's Status) when it is not known: for
    * operations only the leader answers fully (members' progress, leadership transfer).
@@ -226,6 +231,10 @@ export class RaftkvClient {
   private readonly extraEps = new Map<string, Endpoint>();
   /** Where to send next: the last endpoint that answered. */
   private current = 0;
+  /** The endpoint the last spread request went to. */
+  private spreadAt = 0;
+  /** Per endpoint: until when (ms epoch) spread requests avoid it after a failed attempt. */
+  private readonly avoidUntil: number[];
   /** member id -> endpoint index, learned from answers. */
   private readonly memberEndpoint = new Map<string, number>();
   private leaderId = "";
@@ -256,8 +265,10 @@ export class RaftkvClient {
     }
     this.clientId = clientId;
     this.eps = this.endpoints.map((a) => this.openEndpoint(a));
+    this.avoidUntil = this.eps.map(() => 0);
     // Start from a random endpoint so many short-lived clients (CLI runs) spread their first call.
     this.current = Math.floor(Math.random() * this.eps.length);
+    this.spreadAt = this.current;
   }
 
   // ---- KV ----
@@ -269,7 +280,7 @@ export class RaftkvClient {
 
   async get(key: Bytes, opts: ReadOpts = {}): Promise<GetResponse> {
     const req = { key: bytes("key", key), consistency: consistency(opts.serializable) };
-    return this.retry<GetResponse>({ op: "get", timeoutMs: this.callTimeout(opts), preferLeader: !opts.serializable }, (ep, md, o, cb) =>
+    return this.retry<GetResponse>({ op: "get", timeoutMs: this.callTimeout(opts), preferLeader: false, spread: true }, (ep, md, o, cb) =>
       this.kv(ep).get(req, md, o, cb),
     );
   }
@@ -293,7 +304,7 @@ export class RaftkvClient {
     const limit = opts.limit ?? 0;
     if (!Number.isSafeInteger(limit) || limit < 0) throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `limit must be a non-negative integer, got ${String(limit)}`);
     const req = { ...rangeBounds(opts), limit, consistency: consistency(opts.serializable), keysOnly: opts.keysOnly ?? false };
-    return this.retry<RangeResponse>({ op: "range", timeoutMs: this.callTimeout(opts), preferLeader: !opts.serializable }, (ep, md, o, cb) =>
+    return this.retry<RangeResponse>({ op: "range", timeoutMs: this.callTimeout(opts), preferLeader: false, spread: true }, (ep, md, o, cb) =>
       this.kv(ep).range(req, md, o, cb),
     );
   }
@@ -489,13 +500,15 @@ export class RaftkvClient {
       if (plan.leaderOnly && !plan.pinned && this.leaderEndpoint() === undefined) {
         await this.probe(this.eps, Math.min(deadline, Date.now() + Math.min(1000, this.attemptTimeoutMs)));
       }
-      const ep = plan.pinned ?? this.pick(plan.preferLeader, lastEp, hint);
+      const ep = plan.pinned ?? this.pick(plan, lastEp, hint);
       const now = Date.now();
       const attemptDeadline = Math.min(deadline, now + this.attemptTimeoutMs);
       attempts++;
       lastEp = ep;
       try {
         const res = await callOnce(invoke, ep, attemptDeadline);
+        const at = this.eps.indexOf(ep);
+        if (at >= 0) this.avoidUntil[at] = 0;
         this.learn(ep, res as { header?: ResponseHeader; memberId?: string; leaderId?: string });
         return res;
       } catch (e) {
@@ -507,6 +520,7 @@ export class RaftkvClient {
         if (this.closed) throw toRaftkvError(err, ep, attempts, hint);
         if (!RETRYABLE.has(err.code)) throw toRaftkvError(err, ep, attempts, hint);
         const idx = this.eps.indexOf(ep);
+        if (idx >= 0) this.avoidUntil[idx] = Date.now() + 1000;
         // The leader we were sending to failed: forget it until someone names a leader again.
         if (idx >= 0 && this.leaderId && this.memberEndpoint.get(this.leaderId) === idx) this.leaderId = hint;
         if (!plan.pinned && this.eps.length > 1 && idx === this.current) this.current = (this.current + 1) % this.eps.length;
@@ -537,7 +551,7 @@ export class RaftkvClient {
   }
 
   /** Chooses the endpoint of the next attempt. */
-  private pick(preferLeader: boolean, failed: Endpoint | undefined, hint: string): Endpoint {
+  private pick(plan: RetryPlan, failed: Endpoint | undefined, hint: string): Endpoint {
     // The leader a node just named, if we know where it listens.
     if (hint) {
       const i = this.memberEndpoint.get(hint);
@@ -546,9 +560,19 @@ export class RaftkvClient {
         return this.eps[i]!;
       }
     }
-    if (preferLeader) {
+    if (plan.preferLeader) {
       const leader = this.leaderEndpoint();
       if (leader !== undefined && leader !== failed) return leader;
+    }
+    if (plan.spread && this.eps.length > 1) {
+      const now = Date.now();
+      for (let k = 1; k <= this.eps.length; k++) {
+        const i = (this.spreadAt + k) % this.eps.length;
+        if (this.eps[i] !== failed && this.avoidUntil[i]! <= now) {
+          this.spreadAt = i;
+          return this.eps[i]!;
+        }
+      }
     }
     return this.eps[this.current]!;
   }

@@ -29,6 +29,8 @@ export interface ClusterOptions {
   extraArgs?: string[];
   /** Environment for every node (in addition to the flags). */
   env?: NodeJS.ProcessEnv;
+  /** A compiled node entry point (.js, e.g. from `tsc -p tsconfig.build.json`) instead of the source through tsx. */
+  nodeMain?: string;
   logLevel?: string;
 }
 
@@ -50,7 +52,7 @@ export class TestCluster {
   readonly procs = new Map<string, ChildProcess>();
   readonly logs = new Map<string, string[]>();
   readonly dir: string;
-  readonly opts: Required<Omit<ClusterOptions, "env" | "extraArgs">> & Pick<ClusterOptions, "env" | "extraArgs">;
+  readonly opts: Required<Omit<ClusterOptions, "env" | "extraArgs" | "nodeMain">> & Pick<ClusterOptions, "env" | "extraArgs" | "nodeMain">;
 
   private constructor(opts: ClusterOptions) {
     this.opts = { nodes: 3, heartbeatMs: 50, electionMs: 500, snapshotInterval: 10_000, logLevel: "info", ...opts };
@@ -92,10 +94,9 @@ export class TestCluster {
 
   spawn(id: string, extra: string[] = []): ChildProcess {
     const s = this.spec(id);
+    const main = this.opts.nodeMain;
     const args = [
-      "--import",
-      "tsx",
-      NODE_MAIN,
+      ...(main ? ["--enable-source-maps", main] : ["--import", "tsx", NODE_MAIN]),
       "--id",
       s.id,
       "--peers",

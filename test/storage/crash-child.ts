@@ -44,7 +44,8 @@ const logger = {
   warn: (o: object, m: string) => process.stderr.write(`warn: ${m} ${JSON.stringify(o)}\n`),
   error: (o: object, m: string) => process.stderr.write(`error: ${m} ${JSON.stringify(o)}\n`),
 };
-const s = await DiskStorage.open(dir, { ...CRASH_OPTIONS, logger });
+// Both places a durable write can run: on the event loop (the default) and on the thread pool.
+const s = await DiskStorage.open(dir, { ...CRASH_OPTIONS, logger, writes: Number(seedArg) % 2 === 0 ? "threadpool" : "inline" });
 let last = s.lastIndex();
 let commit = s.initialState().hardState.commit;
 let term = Math.max(s.initialState().hardState.term, s.term(last), 1);

@@ -57,6 +57,9 @@ interface ReadRequest {
 
 const CTX_BYTES = 12;
 
+/** Proposals queued in one turn above this many are handed to the core in two halves. */
+const SPLIT_BURSTS_ABOVE = 32;
+
 export class Driver {
   readonly id: NodeId;
   readonly node: RawNode;
@@ -300,11 +303,16 @@ export class Driver {
     throw this.unavailable(lastErr || "could not confirm leadership with a quorum in time");
   }
 
-  /** Hands queued proposals to the core as one batch. */
+  /** Hands queued proposals to the core: one batch, or the first half of a large burst. */
   private flushProposals(): void {
-    if (this.proposalQueue.length === 0) return;
-    const batch = this.proposalQueue;
-    this.proposalQueue = [];
+    const n = this.proposalQueue.length;
+    if (n === 0) return;
+    // A large burst goes out in two pipelined halves: the first half commits (and is answered)
+    // while the second is written and replicated, so the clients' next requests overlap with
+    // this node's work instead of everyone waiting on one batch in lockstep.
+    const take = n <= SPLIT_BURSTS_ABOVE ? n : Math.ceil(n / 2);
+    const batch = take === n ? this.proposalQueue : this.proposalQueue.slice(0, take);
+    this.proposalQueue = take === n ? [] : this.proposalQueue.slice(take);
     try {
       this.node.proposeBatch(batch.map((p) => p.data));
     } catch (e) {
@@ -488,12 +496,13 @@ export class Driver {
         committed = committed.slice(n);
       }
     }
-    // An inline write blocks the loop: let the messages just sent reach the sockets first
-    // (http2 writes go out from the loop's check phase), so followers write in parallel.
-    if (leader && rd.mustSync && rd.messages.length > 0 && this.storage.writes === "inline") await new Promise((r) => setImmediate(r));
     if (rd.entries.length > 0 || rd.hardState) {
       const t0 = performance.now();
-      await this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync });
+      // A leader's appends are still on their way out (http2 flushes them from a later turn of
+      // the loop) and its followers' answers must be read meanwhile: it writes on the thread
+      // pool. Everyone else writes inline (DiskStorageOptions.writes), with nothing to do
+      // before its write is durable.
+      await this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync, offLoop: leader && rd.messages.length > 0 });
       if (rd.mustSync) this.metrics.walFsync.observe((performance.now() - t0) / 1000);
     }
     if (!leader) this.send(rd.messages);

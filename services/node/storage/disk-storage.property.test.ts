@@ -85,7 +85,7 @@ describe("DiskStorage against MemoryStorage (property)", () => {
                 const ents: Entry[] = [];
                 for (let i = start; i < start + op.n; i++) ents.push({ index: i, term: maxTerm, type: i % 5 === 0 ? 1 : 0, data: payload(i, maxTerm, op.big ? 700 : i % 40) });
                 hs = { term: maxTerm, vote: `n${(maxTerm % 3) + 1}`, commit: hs.commit };
-                await disk.save({ entries: ents, hardState: hs, mustSync: op.sync });
+                await disk.save({ entries: ents, hardState: hs, mustSync: op.sync, offLoop: op.bump });
                 model.append(ents);
                 model.setHardState(hs);
                 break;

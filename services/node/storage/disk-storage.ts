@@ -62,9 +62,9 @@ export interface DiskStorageOptions {
   /**
    * Where the durable WAL write runs. "inline" (default): on the event loop, which it blocks
    * for one disk round trip, as etcd's raft loop blocks on its WAL; a thread-pool hand-off costs
-   * more than a fast disk's whole write, and the caller has nothing to do meanwhile that it may
-   * do before the write (a leader sends first, then writes). "threadpool": on libuv's thread
-   * pool, so the loop keeps serving during slow disk writes.
+   * more than a fast disk's whole write, and a follower has nothing to do before its write is
+   * durable (a batch can still ask for the thread pool: SaveBatch.offLoop). "threadpool": always
+   * on libuv's thread pool, so the loop keeps serving during slow disk writes.
    */
   writes?: WriteMode;
   /** Called with the duration of every durable WAL write, e.g. to feed a histogram. */
@@ -76,6 +76,11 @@ export interface SaveBatch {
   hardState?: HardState;
   entries: Entry[];
   mustSync: boolean;
+  /**
+   * Write this batch on the thread pool even with writes "inline": for a caller that needs
+   * its event loop during this write (a leader whose appends must reach the sockets).
+   */
+  offLoop?: boolean;
 }
 
 export interface StorageStats {
@@ -112,11 +117,6 @@ export class DiskStorage implements LogStorage {
   private failed: Error | null = null;
   private closing = false;
   private closed: Promise<void> | null = null;
-
-  /** Where durable WAL writes run (DiskStorageOptions.writes). */
-  get writes(): WriteMode {
-    return this.wal.writes;
-  }
 
   private constructor(
     readonly dir: string,
@@ -331,7 +331,7 @@ export class DiskStorage implements LogStorage {
       throw new RangeError(`hard state commit ${hs.commit} is beyond the last log index ${lastAfter}`);
     }
     if (ents.length > 0 || hsChanged) this.wal.stage(ents, hsChanged ? hs : undefined, lastAfter);
-    if ((rd.mustSync && this.wal.stagedBytes > 0) || this.wal.shouldFlush) await this.io(() => this.wal.flush());
+    if ((rd.mustSync && this.wal.stagedBytes > 0) || this.wal.shouldFlush) await this.io(() => this.wal.flush(rd.offLoop ? false : undefined));
 
     if (ents.length > 0) {
       const off = ents[0].index - this.ents[0].index;

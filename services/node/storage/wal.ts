@@ -120,10 +120,6 @@ export class Wal {
   private readonly syncMode: SyncMode;
   private fsyncCount = 0;
   private bytesWrittenCount = 0;
-  get writes(): WriteMode {
-    return this.opts.writes;
-  }
-
   /** True when open() found segment files (false for a new or emptied WAL directory). */
   hadSegments = false;
 
@@ -358,7 +354,7 @@ export class Wal {
   }
 
   /** Writes everything staged in one durable write (cutting a new segment first if full). */
-  async flush(): Promise<void> {
+  async flush(inline = this.opts.writes === "inline"): Promise<void> {
     const len = this.enc.length;
     if (len === 0) return;
     const full = this.pos + len > this.opts.segmentBytes;
@@ -366,15 +362,15 @@ export class Wal {
     // sync update the file size too; move on to the preallocated one as soon as it is ready.
     const growing = !this.currentPreallocated && this.preallocReady;
     if ((full || growing) && this.pos > this.headerEnd) await this.cut(null);
-    await this.writeDurable(this.enc.buf, len);
+    await this.writeDurable(this.enc.buf, len, inline);
     this.enc.reset();
     this.writtenLast = this.stagedLast;
     this.writtenHs = this.stagedHs;
   }
 
-  private async writeDurable(buf: Buffer, len: number): Promise<void> {
+  private async writeDurable(buf: Buffer, len: number, inline: boolean): Promise<void> {
     const t0 = performance.now();
-    if (this.opts.writes === "inline") {
+    if (inline) {
       for (let off = 0; off < len; ) {
         const n = fs.writeSync(this.fd, buf, off, len - off, this.pos + off);
         if (n <= 0) throw new Error(`write returned ${n}`);

@@ -9,6 +9,7 @@
 
 import { spawn, type ChildProcess } from "node:child_process";
 import { join, resolve } from "node:path";
+import { stopChild } from "../lib/process.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 const EXPORTER_MAIN = join(ROOT, "services/exporter/main.ts");
@@ -84,16 +85,7 @@ export async function startExporterProcess(opts: ExporterProcessOptions): Promis
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
 
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGTERM");
-      let timer: NodeJS.Timeout | undefined;
-      const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 5000)))]);
-      clearTimeout(timer);
-      if (!done) {
-        child.kill("SIGKILL");
-        await exited;
-      }
-    }
+    await stopChild(child, 5000);
     running.delete(child);
   };
 

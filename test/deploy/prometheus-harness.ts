@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { request } from "undici";
 import { stringify } from "yaml";
+import { stopChild } from "../lib/process.js";
 
 export const PROMETHEUS_BIN = process.env.RAFTKV_PROMETHEUS_BIN ?? "/usr/bin/prometheus";
 
@@ -188,20 +189,10 @@ export async function startPrometheus(opts: StartPrometheusOptions = {}): Promis
       // Keep the tail only: a long test must not grow this without bound.
       stderr = (stderr + s).slice(-200_000);
     });
-    const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     const url = `http://127.0.0.1:${port}`;
 
     const stop = async () => {
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill("SIGTERM");
-        let timer: NodeJS.Timeout | undefined;
-        const done = await Promise.race([exited.then(() => true), new Promise<false>((r) => (timer = setTimeout(() => r(false), 10_000)))]);
-        clearTimeout(timer);
-        if (!done) {
-          child.kill("SIGKILL");
-          await exited;
-        }
-      }
+      await stopChild(child, 10_000);
       running.delete(child);
       rmSync(dir, { recursive: true, force: true });
     };

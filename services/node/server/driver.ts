@@ -77,7 +77,7 @@ export class Driver {
   private proposals = new Map<string, Waiter<ApplyResult>>();
   /** The outcome of each proposal in progress, so a client's retry can wait for it too. */
   private proposalResults = new Map<string, Promise<ApplyResult>>();
-  /** Proposals not yet handed to the core (flushed as one batch per turn of the loop). */
+  /** Proposals not yet handed to the core (flushed as one batch per turn of the loop, a large burst as two). */
   private proposalQueue: Array<{ data: Uint8Array; dropped: (reason: string) => void }> = [];
   /** Reads waiting for the next ReadIndex round; rounds in flight by context; then reads waiting for applied >= index. */
   private readQueue: ReadRequest[] = [];
@@ -236,23 +236,16 @@ export class Driver {
       const retryEvery = Math.max(2 * this.opts.electionTicks * this.opts.tickMs, 200);
       while (true) {
         this.checkRunning();
-        const dropped = new Wakeup();
-        let dropReason = "";
-        this.proposalQueue.push({
-          data,
-          dropped: (reason) => {
-            dropReason = reason;
-            dropped.fire();
-          },
-        });
+        const dropped = new DropNotice();
+        this.proposalQueue.push({ data, dropped: dropped.drop });
         this.kick();
         const left = deadline - Date.now();
         if (left <= 0) break;
         const r = await raceTimeout(done, Math.min(left, retryEvery), [this.leaderChange, dropped]);
         if (r !== TIMEOUT) return r;
-        if (dropReason) {
+        if (dropped.reason) {
           // No leader right now (or a transfer in progress): try again shortly.
-          lastErr = dropReason;
+          lastErr = dropped.reason;
           await raceTimeout(done, Math.max(0, Math.min(deadline - Date.now(), 50)), [this.leaderChange]);
         }
       }
@@ -278,23 +271,15 @@ export class Driver {
       if (left <= 0) break;
       let settle!: Waiter<number>;
       const done = new Promise<number>((resolve, reject) => (settle = { resolve, reject }));
-      const dropped = new Wakeup();
-      let dropReason = "";
-      const req: ReadRequest = {
-        w: settle,
-        dropped: (reason) => {
-          dropReason = reason;
-          dropped.fire();
-        },
-        live: true,
-      };
+      const dropped = new DropNotice();
+      const req: ReadRequest = { w: settle, dropped: dropped.drop, live: true };
       this.readQueue.push(req);
       this.kick();
       const r = await raceTimeout(done, Math.min(left, retryEvery), [this.leaderChange, dropped]);
       req.live = false;
       if (r !== TIMEOUT) return r;
-      if (dropReason) {
-        lastErr = dropReason;
+      if (dropped.reason) {
+        lastErr = dropped.reason;
         await sleep(Math.max(0, Math.min(deadline - Date.now(), 50)));
       } else {
         lastErr = "";
@@ -676,6 +661,15 @@ class Wakeup {
     this.subs = new Set();
     for (const f of subs) f();
   }
+}
+
+/** The core dropped a queued proposal or read: wakes its waiter, with the core's reason. */
+class DropNotice extends Wakeup {
+  reason = "";
+  readonly drop = (reason: string): void => {
+    this.reason = reason;
+    this.fire();
+  };
 }
 
 /**

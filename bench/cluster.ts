@@ -32,6 +32,7 @@ import { Session } from "node:inspector/promises";
 import { Command } from "commander";
 import { ROOT as ROOT_DIR, TestCluster } from "../test/cluster/harness.js";
 import { ETCD_BIN, EtcdCluster } from "./etcd.js";
+import { rawFdatasyncPerSec } from "./raw-fsync.js";
 import { cpuSnapshot, cpuWindow, type CpuSnapshot, type CpuWindow } from "./procstat.js";
 import { printProfileSummary, summarizeProfiles } from "./profile.js";
 import { countersWindow, etcdCounters, raftkvCounters, type NodeCounters, type NodeWindow } from "./server-metrics.js";
@@ -204,25 +205,7 @@ process.on("exit", cleanupSync);
 
 /** 100 bytes written + fdatasync, in a tight loop, in a small file in our temp dir. */
 function rawFdatasync(dir: string, seconds: number): number {
-  const file = join(dir, `fdatasync-${process.pid}`);
-  const fd = fs.openSync(file, "w");
-  const buf = Buffer.alloc(VALUE_BYTES, 0x61);
-  let n = 0;
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  let now = t0;
-  try {
-    while (now < end) {
-      fs.writeSync(fd, buf, 0, buf.length, n * buf.length);
-      fs.fdatasyncSync(fd);
-      n++;
-      now = performance.now();
-    }
-  } finally {
-    fs.closeSync(fd);
-    fs.rmSync(file, { force: true });
-  }
-  return n / ((now - t0) / 1000);
+  return rawFdatasyncPerSec(join(dir, `fdatasync-${process.pid}`), VALUE_BYTES, seconds);
 }
 
 // ---- one measured run ---------------------------------------------------------------------------

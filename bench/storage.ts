@@ -14,6 +14,7 @@ import { Command } from "commander";
 import type { Entry } from "../services/node/raft/types.js";
 import { DiskStorage, type DiskStorageOptions } from "../services/node/storage/disk-storage.js";
 import { type BtreeBenchResult, benchBtree } from "./btree.js";
+import { rawFdatasyncPerSec } from "./raw-fsync.js";
 
 const program = new Command()
   .option("--runs <n>", "runs per measurement (the median is reported)", "5")
@@ -56,23 +57,11 @@ function freshDir(tag: string): string {
 /** The physical limit: 100 bytes appended + fdatasync, in a tight synchronous loop. */
 function rawSync(seconds: number): number {
   const dir = freshDir("raw");
-  const fd = fs.openSync(join(dir, "raw"), "w");
-  const buf = Buffer.alloc(ENTRY_BYTES, 0x61);
-  let n = 0;
-  let pos = 0;
-  const t0 = performance.now();
-  const end = t0 + seconds * 1000;
-  let now = t0;
-  while (now < end) {
-    fs.writeSync(fd, buf, 0, buf.length, pos);
-    pos += buf.length;
-    fs.fdatasyncSync(fd);
-    n++;
-    now = performance.now();
+  try {
+    return rawFdatasyncPerSec(join(dir, "raw"), ENTRY_BYTES, seconds);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
   }
-  fs.closeSync(fd);
-  fs.rmSync(dir, { recursive: true, force: true });
-  return n / ((now - t0) / 1000);
 }
 
 /** The same loop through Node's async fs (two thread-pool round trips per op). */

@@ -170,10 +170,6 @@ export class RaftkvError extends Error {
 /** Codes worth another attempt: the request may succeed on another node or a moment later. */
 const RETRYABLE = new Set<number>([GrpcStatus.UNAVAILABLE, GrpcStatus.DEADLINE_EXCEEDED, GrpcStatus.ABORTED]);
 
-export function isRetryable(code: number): boolean {
-  return RETRYABLE.has(code);
-}
-
 /** Longest client id the server accepts is 256 bytes; lanes append a suffix. */
 const MAX_CLIENT_ID_BYTES = 200;
 

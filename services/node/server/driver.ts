@@ -87,6 +87,8 @@ export class Driver {
   private ctxCounter = 0;
   private readonly ctxPrefix: Buffer;
   private snapshotting: Promise<void> | undefined;
+  /** The leader's own WAL write of a Ready whose appends are already out (handleReady). */
+  private leaderWrite: Promise<void> | undefined;
   private lastSnapshotIndex: number;
   /** Heartbeat send times per peer, for the RTT histogram. */
   private heartbeatSent = new Map<NodeId, number>();
@@ -202,6 +204,7 @@ export class Driver {
         return;
       }
     }
+    if (this.leaderWrite) this.applyCommittedWithoutOwnWrite();
     this.kick();
   }
 
@@ -403,6 +406,11 @@ export class Driver {
   /** Takes a snapshot now (the Cluster API's Snapshot) and resolves with its metadata. */
   async snapshotNow(): Promise<SnapshotMeta> {
     if (this.snapshotting) await this.snapshotting;
+    // Entries applied during the leader's own write are not in its log yet; a snapshot at
+    // that index waits for the write (a few at most: a new write starts only on new input).
+    for (let i = 0; i < 100 && this.leaderWrite && this.kv.appliedIndex > this.storage.lastIndex(); i++) {
+      await this.leaderWrite.catch(() => undefined);
+    }
     if (this.kv.appliedIndex <= this.storage.snapshot().meta.index) return this.storage.snapshot().meta;
     await this.takeSnapshot();
     return this.storage.snapshot().meta;
@@ -458,6 +466,7 @@ export class Driver {
     const leader = this.node.raft.role === Role.Leader;
     // Thesis §10.2.1: the leader may write its log in parallel with sending it; its own
     // acknowledgement only counts toward commits published in a later Ready, after this write.
+    // Entries a quorum holds without it are applied during the write (applyCommittedWithoutOwnWrite).
     // Everyone else persists first (votes and acknowledgements must be durable when sent).
     if (leader) this.send(rd.messages);
     if (rd.snapshot) {
@@ -487,7 +496,14 @@ export class Driver {
       // the loop) and its followers' answers must be read meanwhile: it writes on the thread
       // pool. Everyone else writes inline (DiskStorageOptions.writes), with nothing to do
       // before its write is durable.
-      await this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync, offLoop: leader && rd.messages.length > 0 });
+      const offLoop = leader && rd.messages.length > 0;
+      const write = this.storage.save({ hardState: rd.hardState, entries: rd.entries, mustSync: rd.mustSync, offLoop });
+      if (offLoop) this.leaderWrite = write;
+      try {
+        await write;
+      } finally {
+        this.leaderWrite = undefined;
+      }
       if (rd.mustSync) this.metrics.walFsync.observe((performance.now() - t0) / 1000);
     }
     if (!leader) this.send(rd.messages);
@@ -511,8 +527,33 @@ export class Driver {
     this.transport.send(msgs);
   }
 
+  /**
+   * Thesis §10.2.1: while the leader writes its own log, its followers' acknowledgements arrive.
+   * Entries that a quorum holds durably without counting the leader's write in flight are
+   * committed; they are applied (and their clients answered) now, not after that write. With
+   * three voters that takes both followers; with one follower down, the leader's write counts.
+   * Configuration changes wait for the regular path (the core applies those with the Ready).
+   */
+  private applyCommittedWithoutOwnWrite(): void {
+    const r = this.node.raft;
+    if (r.role !== Role.Leader) return;
+    const durable = this.storage.lastIndex();
+    const q = Math.min(r.log.committed, r.config.committedIndex((id) => (id === this.id ? durable : r.progress.get(id)?.match)));
+    const from = this.kv.appliedIndex + 1;
+    // §5.4.2: only an entry of the leader's term is committed by counting replicas.
+    if (q < from || r.log.termOrZero(q) !== r.term) return;
+    const ents = r.log.slice(from, q + 1);
+    let n = 0;
+    while (n < ents.length && ents[n].type === EntryType.Normal) n++;
+    if (n === 0) return;
+    this.applyEntries(n === ents.length ? ents : ents.slice(0, n));
+    this.serveReads();
+  }
+
   private applyEntries(entries: Entry[]): void {
     for (const e of entries) {
+      // Already applied while the leader's own write was in flight.
+      if (e.index <= this.kv.appliedIndex) continue;
       const t0 = performance.now();
       let res: ApplyResult;
       if (e.type === EntryType.ConfChange) {
@@ -567,7 +608,7 @@ export class Driver {
     this.lastSnapshotIndex = index;
     const t0 = performance.now();
     this.snapshotting = this.storage
-      .createSnapshot(index, conf, chunks)
+      .createSnapshot(index, conf, chunks, this.node.raft.log.committed)
       .then(() => {
         this.metrics.snapshotsTaken++;
         this.log.info({ index, keys: this.kv.size, ms: Math.round(performance.now() - t0) }, "snapshot taken; log compacted");

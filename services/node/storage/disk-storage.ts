@@ -364,15 +364,18 @@ export class DiskStorage implements LogStorage {
   /**
    * Writes a snapshot of the local state machine at `index` (<= applied <= commit), streaming
    * `data` to disk while saves go on, then releases log entries up to index - keepEntries and
-   * the WAL segments and snapshot files no longer needed.
+   * the WAL segments and snapshot files no longer needed. `committed`: the caller's commit
+   * index, when it knows more than the last saved hard state (a leader applies entries its
+   * followers made durable before its own Ready with the new commit index is saved).
    */
-  createSnapshot(index: number, conf: ConfState, data: Uint8Array | AsyncIterable<Uint8Array>): Promise<SnapshotMeta> {
+  createSnapshot(index: number, conf: ConfState, data: Uint8Array | AsyncIterable<Uint8Array>, committed = 0): Promise<SnapshotMeta> {
     if (this.closing) return Promise.reject(new Error("storage is closed"));
     const run = async (): Promise<SnapshotMeta> => {
       if (this.failed) throw this.failed;
       if (index <= this.snapMeta.index) throw new SnapshotOutOfDateError(index, this.snapMeta.index);
       if (index > this.lastIndex()) throw new UnavailableError(index);
-      if (index > this.hs.commit) throw new RangeError(`cannot snapshot at ${index}: only entries up to ${this.hs.commit} are committed`);
+      const known = Math.max(committed, this.hs.commit);
+      if (index > known) throw new RangeError(`cannot snapshot at ${index}: only entries up to ${known} are committed`);
       const meta: SnapshotMeta = { index, term: this.term(index), conf: cloneConf(conf) };
       const file = await writeSnapshotFile(this.snapDir, meta, data);
       await this.enqueue(async () => {

@@ -166,3 +166,26 @@ test("a leader whose own WAL write stalls commits through its two followers; one
   assert.equal((await slow).type, "put");
   assert.equal(leader.driver.kv.get(Buffer.from("k2"))?.value.toString(), "v2");
 });
+
+test("a leadership hand-off skips an unreachable follower and gives up at once when told to use it", async () => {
+  const members = await startCluster();
+  const leader = await waitForLeader(members);
+  const [down, up] = members.filter((m) => m !== leader);
+  await down.driver.stop();
+  down.server.forceShutdown();
+  // The leader's heartbeats to it fail within a few ticks; from then on it is not a candidate.
+  const until = Date.now() + 5_000;
+  while (leader.driver.mostCaughtUpFollower() !== up.id && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(leader.driver.mostCaughtUpFollower(), up.id, "the stopped follower is still chosen for a hand-off");
+
+  const t0 = Date.now();
+  await assert.rejects(leader.driver.transferLeadership(down.id, Date.now() + 5_000), (e: Error & { code?: string }) => {
+    assert.equal(e.code, "UNAVAILABLE");
+    assert.match(e.message, new RegExp(`${down.id} is unreachable`));
+    return true;
+  });
+  assert.ok(Date.now() - t0 < 2_500, `waited ${Date.now() - t0} ms for a node that cannot take over`);
+
+  assert.equal(await leader.driver.transferLeadership(undefined, Date.now() + 5_000), up.id);
+  assert.equal(up.driver.node.raft.role, Role.Leader);
+});

@@ -92,6 +92,8 @@ export class Driver {
   private lastSnapshotIndex: number;
   /** Heartbeat send times per peer, for the RTT histogram. */
   private heartbeatSent = new Map<NodeId, number>();
+  /** Peers the transport reported unreachable and not heard from since. */
+  private unreachable = new Set<NodeId>();
   readonly rtt = new Map<NodeId, Histogram>();
   readonly metrics = {
     walFsync: new Histogram(DISK_BUCKETS),
@@ -146,7 +148,10 @@ export class Driver {
         onSnapshot: (msg) => this.onPeerSnapshot(msg),
       },
       snapshotSource: (meta: SnapshotMeta) => this.storage.snapshotChunks(meta.index, 1024 * 1024),
-      onUnreachable: (peer) => this.safeStep(() => this.node.reportUnreachable(peer)),
+      onUnreachable: (peer) => {
+        this.unreachable.add(peer);
+        this.safeStep(() => this.node.reportUnreachable(peer));
+      },
       onSnapshotStatus: (peer, ok) => this.safeStep(() => this.node.reportSnapshot(peer, ok)),
     });
   }
@@ -188,6 +193,7 @@ export class Driver {
   private onPeerMessages(msgs: Message[]): void {
     if (this.stopped) return;
     const now = performance.now();
+    if (this.unreachable.size > 0) for (const m of msgs) this.unreachable.delete(m.from);
     for (const m of msgs) {
       if (m.type === MessageType.HeartbeatResp) {
         const sent = this.heartbeatSent.get(m.from);
@@ -361,10 +367,13 @@ export class Driver {
 
   /**
    * Hands leadership to `target` (default: the most caught-up follower) and waits until some
-   * other node leads or the deadline passes. Returns the leader afterwards.
+   * other node leads or the deadline passes. Returns the leader afterwards. Gives up as soon as
+   * the transferee is unreachable (e.g. it is shutting down too, as every node of a local
+   * cluster does on Ctrl-C): it will not take over.
    */
   async transferLeadership(target: NodeId | undefined, deadline: number): Promise<NodeId> {
     const r = this.node.raft;
+    let transferee: NodeId | undefined;
     if (r.role !== Role.Leader) {
       if (target && r.lead !== NONE) {
         // Ask the leader (the core forwards it).
@@ -376,25 +385,30 @@ export class Driver {
       }
     } else {
       const to = target ?? this.mostCaughtUpFollower();
-      if (!to) throw new RequestError("FAILED_PRECONDITION", "no follower to transfer leadership to");
+      if (!to) throw new RequestError("FAILED_PRECONDITION", "no reachable follower to transfer leadership to");
       if (to === this.id) return this.id;
       if (!r.config.voters.has(to)) throw new RequestError("INVALID_ARGUMENT", `${to} is not a voter`);
       this.log.info({ to }, `handing LEADER role to ${to}`);
+      transferee = to;
       this.safeStep(() => this.node.transferLeadership(to));
     }
     while (Date.now() < deadline) {
       const lead = this.node.raft.lead;
       if (lead !== NONE && lead !== this.id && (target === undefined || lead === target)) return lead;
+      if (transferee !== undefined && this.unreachable.has(transferee)) {
+        throw new RequestError("UNAVAILABLE", `${transferee} is unreachable; leadership did not move`);
+      }
       await sleep(this.opts.tickMs / 2);
     }
     throw new RequestError("DEADLINE_EXCEEDED", `leadership did not move${target ? ` to ${target}` : ""} in time`);
   }
 
+  /** The reachable voter with the longest log: the one that can take over soonest. */
   mostCaughtUpFollower(): NodeId | undefined {
     let best: NodeId | undefined;
     let bestMatch = -1;
     for (const [id, pr] of this.node.raft.progress) {
-      if (id === this.id || pr.isLearner) continue;
+      if (id === this.id || pr.isLearner || this.unreachable.has(id)) continue;
       if (pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;

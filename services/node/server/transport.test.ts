@@ -8,7 +8,7 @@ import CRC32C from "crc-32/crc32c.js";
 import * as pb from "../../common/gen/raftkv/v1/raft.js";
 import { EntryType, type Message, MessageType, type NodeId, type SnapshotMeta, emptyMessage } from "../raft/types.js";
 import { encodeBatch, toProto } from "./codec.js";
-import { CLUSTER_ID_METADATA, PEER_SERVER_OPTIONS, PeerTransport, type PeerTransportOptions } from "./transport.js";
+import { CLUSTER_ID_METADATA, MAX_SNAPSHOTS_RECEIVING, PEER_SERVER_OPTIONS, PeerTransport, type PeerTransportOptions } from "./transport.js";
 
 const CLUSTER = "test-cluster";
 
@@ -372,6 +372,42 @@ describe("PeerTransport: snapshots", () => {
     return m;
   }
 
+  test(`at most ${MAX_SNAPSHOTS_RECEIVING} snapshots are received at once; more get RESOURCE_EXHAUSTED until one ends`, async () => {
+    const [, n2] = await cluster(2);
+    const client = rawClient(n2!.port);
+    const payload = randomBytes(64 * 1024);
+    const crc = CRC32C.buf(payload, 0) >>> 0;
+    const chunk = (c: Partial<pb.SnapshotChunk>) =>
+      Buffer.from(pb.SnapshotChunk.encode(pb.SnapshotChunk.fromPartial({ clusterId: CLUSTER, message: toProto(snapMessage("n2")), totalSize: payload.length, ...c })).finish());
+    // Streams that send their first chunk and then hold on, as a stalled or hostile sender would.
+    const held = Array.from({ length: MAX_SNAPSHOTS_RECEIVING }, () => {
+      const call = client.makeClientStreamRequest<Buffer, Buffer>(pb.RaftService.installSnapshot.path, (b) => b, (b) => b, new grpc.Metadata(), { deadline: Date.now() + 30_000 }, () => {});
+      call.write(chunk({ offset: 0, data: payload.subarray(0, 1024) }));
+      return call;
+    });
+    const whole = [chunk({ offset: 0, data: payload, done: true, crc32c: crc })];
+    let refused: grpc.ServiceError | null = null;
+    for (let i = 0; i < 50 && !refused; i++) {
+      const r = await rawCall(client, pb.RaftService.installSnapshot.path, whole);
+      if (r.err?.code === grpc.status.RESOURCE_EXHAUSTED) refused = r.err;
+      else await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(refused, `a snapshot beyond ${MAX_SNAPSHOTS_RECEIVING} in progress was taken`);
+    assert.match(refused.details, /already receiving 2 snapshots/);
+    const accepted = n2!.snapshots.length;
+
+    held[0]!.cancel();
+    let ok = false;
+    for (let i = 0; i < 50 && !ok; i++) {
+      const r = await rawCall(client, pb.RaftService.installSnapshot.path, whole);
+      ok = r.err === null;
+      if (!ok) await new Promise((res) => setTimeout(res, 100));
+    }
+    assert.ok(ok, "a slot freed by a cancelled stream was not reused");
+    assert.equal(n2!.snapshots.length, accepted + 1);
+    held[1]!.cancel();
+  });
+
   test("a snapshot of a few MiB arrives intact in chunks and the sender hears ok", async () => {
     const payload = randomBytes(5 * 1024 * 1024 + 12345);
     const listeners = [await listen(), await listen()];
@@ -555,6 +591,7 @@ describe("PeerTransport: snapshots", () => {
 });
 
 describe("PeerTransport: bad input on the peer port", () => {
+
   test("garbage bytes over TCP do not crash the server, which keeps serving", async () => {
     const [n1, n2] = await cluster(2);
     for (const garbage of [randomBytes(4096), Buffer.from("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + "\xff".repeat(64))]) {

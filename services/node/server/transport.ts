@@ -133,6 +133,11 @@ const STABLE_STREAM_MS = 1_000;
 const DEFAULT_MAX_QUEUED_BYTES = 32 * 1024 * 1024;
 const DEFAULT_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 const DEFAULT_MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
+/**
+ * Snapshots received at once. Each is held in memory until the core takes it, so this bounds
+ * what streams from peers can pin (one leader sends at a time; two covers a leader change).
+ */
+export const MAX_SNAPSHOTS_RECEIVING = 2;
 /** Snapshot deadline: a base plus the time to move the payload at a pessimistic 1 MiB/s. */
 const SNAPSHOT_DEADLINE_BASE_MS = 30_000;
 const SNAPSHOT_MIN_BYTES_PER_MS = 1024 * 1024 / 1000;
@@ -286,6 +291,7 @@ export class PeerTransport {
   private readonly streamDeadlineMs: number;
   private closed = false;
   private closing: Promise<void> | undefined;
+  private snapshotsReceiving = 0;
 
   constructor(private readonly opts: PeerTransportOptions) {
     if (opts.selfId === "") throw new Error("PeerTransport: selfId must not be empty");
@@ -890,6 +896,20 @@ export class PeerTransport {
     }
     const remote = call.getPeer();
     const claimedFrom = firstString(call.metadata.get(FROM_METADATA));
+    if (this.snapshotsReceiving >= MAX_SNAPSHOTS_RECEIVING) {
+      const details = `already receiving ${this.snapshotsReceiving} snapshots; try again later`;
+      const n = this.limiter.allow(`snapshots-busy:${remote}`);
+      if (n !== false) this.log.warn({ remote, from: claimedFrom, suppressed: n }, `refused a snapshot stream: ${details}`);
+      callback(status(grpc.status.RESOURCE_EXHAUSTED, details));
+      return;
+    }
+    this.snapshotsReceiving++;
+    let holding = true;
+    const release = (): void => {
+      if (!holding) return;
+      holding = false;
+      this.snapshotsReceiving--;
+    };
     let finished = false;
     let header: Message | undefined;
     let pieces: Uint8Array[] = [];
@@ -900,6 +920,7 @@ export class PeerTransport {
       if (finished) return;
       finished = true;
       pieces = [];
+      release();
       this.inbound.delete(finish);
       if (s === null) callback(null, ack);
       else callback(s);
@@ -992,12 +1013,14 @@ export class PeerTransport {
       if (finished) return;
       finished = true;
       pieces = [];
+      release();
       this.inbound.delete(finish);
       this.log.info({ remote, from: header?.from ?? claimedFrom, bytes: received }, "snapshot stream cancelled by the sender");
     });
     call.on("error", (e: Error) => {
       finished = true;
       pieces = [];
+      release();
       this.inbound.delete(finish);
       this.log.debug({ remote, err: e.message }, "inbound snapshot stream error");
     });

@@ -180,7 +180,7 @@ test("a leadership hand-off skips an unreachable follower and gives up at once w
 
   const t0 = Date.now();
   await assert.rejects(leader.driver.transferLeadership(down.id, Date.now() + 5_000), (e: Error & { code?: string }) => {
-    assert.equal(e.code, "UNAVAILABLE");
+    assert.equal(e.code, "FAILED_PRECONDITION");
     assert.match(e.message, new RegExp(`${down.id} is unreachable`));
     return true;
   });

@@ -396,7 +396,7 @@ export class Driver {
       const lead = this.node.raft.lead;
       if (lead !== NONE && lead !== this.id && (target === undefined || lead === target)) return lead;
       if (transferee !== undefined && this.unreachable.has(transferee)) {
-        throw new RequestError("UNAVAILABLE", `${transferee} is unreachable; leadership did not move`);
+        throw new RequestError("FAILED_PRECONDITION", `${transferee} is unreachable; leadership did not move`);
       }
       await sleep(this.opts.tickMs / 2);
     }

@@ -96,7 +96,8 @@ export class TestCluster {
     const s = this.spec(id);
     const main = this.opts.nodeMain;
     const args = [
-      ...(main ? ["--enable-source-maps", main] : ["--import", "tsx", NODE_MAIN]),
+      // A compiled entry point runs exactly as the image runs it (`node dist/...`, no flags).
+      ...(main ? [main] : ["--import", "tsx", NODE_MAIN]),
       "--id",
       s.id,
       "--peers",

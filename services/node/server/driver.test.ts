@@ -1,6 +1,7 @@
 // Three real drivers in one process (real DiskStorage in temp dirs, real gRPC peer transport on
-// loopback), for behaviour that needs control over one node's disk: the leader's own WAL write
-// is held back, as a slow or stalled disk would, to check what may and may not commit meanwhile.
+// loopback), for behaviour that needs a hand on one node: its disk (the leader's own WAL write is
+// held back, as a slow or stalled disk would, to check what may and may not commit meanwhile) or
+// its life (a follower stopped under a leadership hand-off).
 
 import { after, test } from "node:test";
 import assert from "node:assert/strict";

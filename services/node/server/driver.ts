@@ -92,8 +92,6 @@ export class Driver {
   private lastSnapshotIndex: number;
   /** Heartbeat send times per peer, for the RTT histogram. */
   private heartbeatSent = new Map<NodeId, number>();
-  /** Peers the transport reported unreachable and not heard from since. */
-  private unreachable = new Set<NodeId>();
   readonly rtt = new Map<NodeId, Histogram>();
   readonly metrics = {
     walFsync: new Histogram(DISK_BUCKETS),
@@ -148,10 +146,7 @@ export class Driver {
         onSnapshot: (msg) => this.onPeerSnapshot(msg),
       },
       snapshotSource: (meta: SnapshotMeta) => this.storage.snapshotChunks(meta.index, 1024 * 1024),
-      onUnreachable: (peer) => {
-        this.unreachable.add(peer);
-        this.safeStep(() => this.node.reportUnreachable(peer));
-      },
+      onUnreachable: (peer) => this.safeStep(() => this.node.reportUnreachable(peer)),
       onSnapshotStatus: (peer, ok) => this.safeStep(() => this.node.reportSnapshot(peer, ok)),
     });
   }
@@ -193,7 +188,6 @@ export class Driver {
   private onPeerMessages(msgs: Message[]): void {
     if (this.stopped) return;
     const now = performance.now();
-    if (this.unreachable.size > 0) for (const m of msgs) this.unreachable.delete(m.from);
     for (const m of msgs) {
       if (m.type === MessageType.HeartbeatResp) {
         const sent = this.heartbeatSent.get(m.from);
@@ -395,7 +389,7 @@ export class Driver {
     while (Date.now() < deadline) {
       const lead = this.node.raft.lead;
       if (lead !== NONE && lead !== this.id && (target === undefined || lead === target)) return lead;
-      if (transferee !== undefined && this.unreachable.has(transferee)) {
+      if (transferee !== undefined && this.transport.isUnreachable(transferee)) {
         throw new RequestError("FAILED_PRECONDITION", `${transferee} is unreachable; leadership did not move`);
       }
       await sleep(this.opts.tickMs / 2);
@@ -408,7 +402,7 @@ export class Driver {
     let best: NodeId | undefined;
     let bestMatch = -1;
     for (const [id, pr] of this.node.raft.progress) {
-      if (id === this.id || pr.isLearner || this.unreachable.has(id)) continue;
+      if (id === this.id || pr.isLearner || this.transport.isUnreachable(id)) continue;
       if (pr.match > bestMatch) {
         best = id;
         bestMatch = pr.match;

@@ -1028,6 +1028,15 @@ export class PeerTransport {
 
   // -------------------------------------------------------------------------------------------
 
+  /**
+   * The last attempt to reach this peer failed and the next is not under way yet (a congested
+   * peer, still connected, is reachable). Unknown peers are unreachable.
+   */
+  isUnreachable(id: NodeId): boolean {
+    const link = this.links.get(id);
+    return link === undefined || link.state === "backoff";
+  }
+
   peerStatus(): PeerStatus[] {
     const out: PeerStatus[] = [];
     for (const l of this.links.values()) {

@@ -20,6 +20,17 @@ export async function pwriteAll(fd: number, buf: Uint8Array, off: number, len: n
   }
 }
 
+/** pwriteAll on the calling thread (fs.writeSync), for writes that block the event loop by design. */
+export function pwriteAllSync(fd: number, buf: Uint8Array, off: number, len: number, pos: number): void {
+  while (len > 0) {
+    const n = fs.writeSync(fd, buf, off, len, pos);
+    if (n <= 0) throw new Error(`write returned ${n}`);
+    off += n;
+    len -= n;
+    pos += n;
+  }
+}
+
 export function fdatasync(fd: number): Promise<void> {
   return new Promise((resolve, reject) => fs.fdatasync(fd, (err) => (err ? reject(err) : resolve())));
 }

@@ -23,6 +23,7 @@ import {
   fsyncDir,
   open,
   pwriteAll,
+  pwriteAllSync,
   truncateFile,
 } from "./fsio.js";
 import type { StorageLogger } from "./logger.js";
@@ -371,11 +372,7 @@ export class Wal {
   private async writeDurable(buf: Buffer, len: number, inline: boolean): Promise<void> {
     const t0 = performance.now();
     if (inline) {
-      for (let off = 0; off < len; ) {
-        const n = fs.writeSync(this.fd, buf, off, len - off, this.pos + off);
-        if (n <= 0) throw new Error(`write returned ${n}`);
-        off += n;
-      }
+      pwriteAllSync(this.fd, buf, 0, len, this.pos);
       if (this.syncMode === "fdatasync") fs.fdatasyncSync(this.fd);
     } else {
       await pwriteAll(this.fd, buf, 0, len, this.pos);

@@ -46,13 +46,17 @@ const SPECIAL: Record<string, string> = {
   "(root)": "V8/native (unattributed)",
 };
 
+/** The bench runs a compiled node from node_modules/.cache/raftkv/bench-build: its files are the project's. */
+function fromBenchBuild(url: string): string {
+  return url.replace(/\/node_modules\/\.cache\/raftkv\/bench-build\//, "/");
+}
+
 /** The area a frame belongs to, by its script URL. */
 export function areaOf(f: CallFrame): string {
   const special = SPECIAL[f.functionName];
   if (special && !f.url) return special;
-  // The bench runs a compiled node from node_modules/.cache/raftkv/bench-build: its files are
-  // the project's, named .js.
-  const u = f.url.replace(/\/node_modules\/\.cache\/raftkv\/bench-build\//, "/").replace(/(\/services\/.*)\.js$/, "$1.ts");
+  // Compiled project files are named .js; their areas are those of the .ts sources.
+  const u = fromBenchBuild(f.url).replace(/(\/services\/.*)\.js$/, "$1.ts");
   if (!u) return "native builtins";
   if (u.includes("/node_modules/@grpc/grpc-js/")) return "grpc-js";
   if (u.includes("/node_modules/@grpc/proto-loader/") || u.includes("/node_modules/protobufjs/") || u.includes("/node_modules/@protobufjs/")) return "protobuf (protobufjs)";
@@ -84,7 +88,7 @@ export function areaOf(f: CallFrame): string {
 function frameName(f: CallFrame): string {
   const name = f.functionName || "(anonymous)";
   if (!f.url) return name;
-  const short = f.url.replace(/\/node_modules\/\.cache\/raftkv\/bench-build\//, "/").replace(/^file:\/\//, "").replace(/^.*\/(node_modules\/)/, "$1").replace(/^.*\/(services|bench|test)\//, "$1/");
+  const short = fromBenchBuild(f.url).replace(/^file:\/\//, "").replace(/^.*\/(node_modules\/)/, "$1").replace(/^.*\/(services|bench|test)\//, "$1/");
   // Code loaded through tsx reports line 0 for everything: show a line only where it means one.
   return f.lineNumber > 0 ? `${name} ${short}:${f.lineNumber + 1}` : `${name} ${short}`;
 }

@@ -1,5 +1,5 @@
 // npm run bench [-- --compare etcd] [--runs 3 --seconds 3 --warmup 1 --keys 10000]
-//   [--rows put-seq,put-16,put-128,get-lin-128,get-ser-128] [--routing client|spread]
+//   [--rows put-seq,put-16,put-128,get-lin-128,get-ser-128] [--routing client|spread] [--calls stream|unary]
 //   [--systems raftkv,etcd] [--profile DIR] [--dir PARENT] [--out FILE]
 //
 // Starts a fresh 3-node raftkv cluster on loopback (default timings: heartbeat 100 ms, election
@@ -16,6 +16,8 @@
 // machine, and the servers' fsync rate, mean fsync and entries per fsync (group commit). On a
 // shared machine the scheduler decides how much CPU each system gets, so the table also gives
 // the ratio of operations per CPU-second (client + servers), which does not depend on that.
+// RaftkvClient sends its requests as calls on a KV.Calls stream (its default); `--calls unary`
+// makes it send one unary gRPC call per request, as etcd3 does.
 // Extra rows for a latency ladder (not run by default): get-ser-seq, get-lin-seq.
 //
 // Progress goes to stderr, a Markdown table to stdout, JSON to bench/results/cluster.json.
@@ -86,6 +88,7 @@ const program = new Command()
   .option("--keys <n>", "key space; every key is written once before the rows", "10000")
   .option("--rows <ids>", `comma-separated rows to run (default ${ROWS.filter((r) => !r.extra).map((r) => r.id).join(",")}; also ${ROWS.filter((r) => r.extra).map((r) => r.id).join(",")})`)
   .option("--systems <names>", "with --compare: which systems to measure (raftkv,etcd)", "raftkv,etcd")
+  .option("--calls <c>", "how RaftkvClient sends requests: stream (calls on its KV.Calls stream, its default) or unary (one unary gRPC call each, as etcd3 does)", "stream")
   .option("--routing <r>", "raftkv client pattern: client (RaftkvClient's own policy: writes to the leader, reads round-robin) or spread (a random node per request, as etcd3 does)", "client")
   .option("--profile <dir>", "write CPU profiles of the raftkv nodes and of the client's raftkv windows to dir, and summarize them")
   .option("--dir <path>", "parent of the temp dirs (data of both systems and the fdatasync file: one disk)", os.tmpdir())
@@ -102,6 +105,7 @@ interface Opts {
   rows?: string;
   systems: string;
   routing: string;
+  calls: string;
   profile?: string;
   dir: string;
   out?: string;
@@ -126,6 +130,8 @@ function positiveNumber(name: string, v: string, allowZero = false): number {
 if (opt.compare !== undefined && opt.compare !== "etcd") fail(`--compare must be "etcd", got ${JSON.stringify(opt.compare)}`);
 if (opt.routing !== "spread" && opt.routing !== "client") fail(`--routing must be client or spread, got ${JSON.stringify(opt.routing)}`);
 const ROUTING = opt.routing as Routing;
+if (opt.calls !== "stream" && opt.calls !== "unary") fail(`--calls must be stream or unary, got ${JSON.stringify(opt.calls)}`);
+const STREAM_CALLS = opt.calls === "stream";
 const RUNS = positiveInt("--runs", opt.runs);
 const SECONDS = positiveNumber("--seconds", opt.seconds);
 const WARMUP = positiveNumber("--warmup", opt.warmup, true);
@@ -416,7 +422,7 @@ async function main(): Promise<void> {
   progress(
     `systems ${systems.join(" + ")}${etcdVer ? ` (etcd ${etcdVer})` : ""}; rows ${rows.map((r) => r.id).join(", ")}; ` +
       `${RUNS} run(s) x (${WARMUP}s warm-up + ${SECONDS}s) per row and system; ${KEYS} keys of ${KEY_BYTES} B, values ${VALUE_BYTES} B; ` +
-      `raftkv routing ${ROUTING}; data under ${root}; load ${loadStart.map((l) => l.toFixed(2)).join(" ")}`,
+      `raftkv routing ${ROUTING}, ${opt.calls} calls; data under ${root}; load ${loadStart.map((l) => l.toFixed(2)).join(" ")}`,
   );
 
   const fsyncSamples: number[] = [];
@@ -462,7 +468,7 @@ async function main(): Promise<void> {
     }
     progress(`raftkv ready: leader ${leader}; endpoints ${raftkv.endpoints().join(" ")}`);
     const c = raftkv;
-    const t = raftkvTarget(c.endpoints(), ROUTING, rand);
+    const t = raftkvTarget(c.endpoints(), ROUTING, rand, STREAM_CALLS);
     targets.push(t);
     handles.push({
       name: "raftkv",
@@ -549,6 +555,7 @@ async function main(): Promise<void> {
       channelsPerEndpoint: 1,
       order: "per row: runs interleaved, raftkv first on even runs and etcd first on odd runs",
       raftkvRouting: ROUTING,
+      raftkvCalls: opt.calls,
       clients: Object.fromEntries(handles.map((h) => [h.name, h.target.description])),
       disk: `every data dir and the fdatasync file under one temp dir in ${PARENT}`,
       profile: PROFILE_DIR ?? null,
@@ -566,7 +573,8 @@ async function main(): Promise<void> {
   const ms = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(1));
   lines.push(
     `3-node clusters on loopback (heartbeat ${HEARTBEAT_MS} ms, election ${ELECTION_MS} ms, fsync on), ${KEY_BYTES} B keys (${KEYS} preloaded), ${VALUE_BYTES} B values, ` +
-      `one gRPC channel per endpoint, ${ROUTING === "spread" ? "a random endpoint per request" : "each system's own client policy (raftkv: writes to the leader, reads round-robin; etcd3: a random endpoint per request)"}; median of ${RUNS} run(s) of ${SECONDS} s after ${WARMUP} s warm-up; ` +
+      `one gRPC channel per endpoint, ${ROUTING === "spread" ? "a random endpoint per request" : "each system's own client policy (raftkv: writes to the leader, reads round-robin; etcd3: a random endpoint per request)"}, ` +
+      `${STREAM_CALLS ? "RaftkvClient's calls on one KV.Calls stream per channel (etcd3: unary calls)" : "unary calls for both"}; median of ${RUNS} run(s) of ${SECONDS} s after ${WARMUP} s warm-up; ` +
       `${os.cpus().length} CPUs, load ${loadStart[0]!.toFixed(1)} -> ${loadEnd[0]!.toFixed(1)}; raw fdatasync of the same disk ${fmtInt(rawMedian)}/s (median of ${fsyncSamples.length}: ${fsyncSamples.map(fmtInt).join(", ")}).`,
     "",
   );

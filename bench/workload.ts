@@ -31,10 +31,12 @@ const CALL_TIMEOUT_MS = 5000;
  * Fisher-Yates shuffle of its hosts per call, first host taken); followers forward writes and get
  * read indexes from the leader, as etcd's do. `client`: one client over all endpoints with
  * RaftkvClient's own policy: writes to the leader once known, reads round-robin over the nodes.
+ * `streamCalls` false makes RaftkvClient send each request as its own unary gRPC call (as etcd3
+ * does) instead of as a call on its KV.Calls stream.
  */
-export function raftkvTarget(endpoints: string[], routing: Routing, rand: () => number): KvTarget {
+export function raftkvTarget(endpoints: string[], routing: Routing, rand: () => number, streamCalls = true): KvTarget {
   if (routing === "client") {
-    const c = new RaftkvClient({ endpoints, channelsPerEndpoint: 1, timeoutMs: CALL_TIMEOUT_MS });
+    const c = new RaftkvClient({ endpoints, channelsPerEndpoint: 1, timeoutMs: CALL_TIMEOUT_MS, streamCalls });
     return {
       system: "raftkv",
       description: "one RaftkvClient over all endpoints, one channel each, with its own policy: writes to the leader once known, reads round-robin over the nodes",
@@ -47,7 +49,7 @@ export function raftkvTarget(endpoints: string[], routing: Routing, rand: () => 
       close: () => c.close(),
     };
   }
-  const clients = endpoints.map((e) => new RaftkvClient({ endpoints: [e], channelsPerEndpoint: 1, timeoutMs: CALL_TIMEOUT_MS }));
+  const clients = endpoints.map((e) => new RaftkvClient({ endpoints: [e], channelsPerEndpoint: 1, timeoutMs: CALL_TIMEOUT_MS, streamCalls }));
   const pick = () => clients[Math.floor(rand() * clients.length)]!;
   return {
     system: "raftkv",

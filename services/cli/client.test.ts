@@ -380,3 +380,101 @@ describe("RaftkvClient requests", () => {
     assert.equal(leaderHint(grpcError(GrpcStatus.UNAVAILABLE, "no leader known (term 9)")), "");
   });
 });
+
+describe("RaftkvClient call streams (KV.Calls)", () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const echoGet = (memberId: string) => (req: any) => ({ ok: { header: header(memberId, memberId), found: true, kv: { key: req.key, value: req.key, createRevision: 1, modRevision: 1, version: 1 } } });
+
+  test("KV operations travel as calls on one stream and each gets its own answer, whatever order they finish in", async () => {
+    const s = await server({
+      handlers: {
+        // Answers come back out of order: later calls finish first.
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        get: async (req: any) => {
+          await new Promise((r) => setTimeout(r, 40 - (Number(req.key.toString().slice(1)) % 40)));
+          return echoGet("n1")(req);
+        },
+        put: putOk(),
+        delete: () => ({ ok: { header: header("n1", "n1"), deleted: 1 } }),
+        range: () => ({ ok: { header: header("n1", "n1"), kvs: [], more: false, count: 0 } }),
+      },
+    });
+    const c = client({ endpoints: [s.address], timeoutMs: 3000 });
+    const got = await Promise.all(Array.from({ length: 100 }, (_, i) => c.get(`k${i}`)));
+    got.forEach((g, i) => assert.equal(g.kv?.value.toString(), `k${i}`));
+    await c.put("p", "v");
+    await c.delete("p");
+    await c.range({ prefix: "p" });
+    const streamed = (m: string) => s.calls.filter((x) => x.method === m).map((x) => x.streamed);
+    assert.ok(streamed("get").every(Boolean) && streamed("get").length === 100);
+    assert.deepEqual(streamed("put"), [true]);
+    assert.deepEqual(streamed("delete"), [true]);
+    assert.deepEqual(streamed("range"), [false], "range stays unary (its answers can be large)");
+  });
+
+  test("with streamCalls off, and for a value over 256 KiB, calls are unary", async () => {
+    const s = await server({ handlers: { put: putOk() } });
+    const off = client({ endpoints: [s.address], timeoutMs: 3000, streamCalls: false });
+    await off.put("a", "v");
+    const on = client({ endpoints: [s.address], timeoutMs: 3000 });
+    await on.put("b", Buffer.alloc(256 * 1024 + 1));
+    await on.put("c", "v");
+    assert.deepEqual(
+      s.calls.map((x) => [x.request.key.toString(), x.streamed]),
+      [
+        ["a", false],
+        ["b", false],
+        ["c", true],
+      ],
+    );
+  });
+
+  test("a node without KV.Calls gets unary calls, the ones already in flight included", async () => {
+    const s = await server({ noCallStreams: true, handlers: { get: echoGet("n1") } });
+    const c = client({ endpoints: [s.address], timeoutMs: 3000 });
+    const got = await Promise.all(Array.from({ length: 5 }, (_, i) => c.get(`k${i}`)));
+    got.forEach((g, i) => assert.equal(g.kv?.value.toString(), `k${i}`));
+    await c.get("again");
+    assert.equal(s.calls.length, 6);
+    assert.ok(s.calls.every((x) => !x.streamed));
+  });
+
+  test("a stream that breaks under a write in flight: the write is retried on another node with the same request id", async () => {
+    let release: () => void = () => {};
+    const a = await server({
+      memberId: "n1",
+      handlers: {
+        // Never answered (not even when the server closes): only the broken stream ends it.
+        put: () => {
+          release();
+          return new Promise<never>(() => {});
+        },
+      },
+    });
+    const b = await server({ memberId: "n2", handlers: { put: putOk("n2") } });
+    const c = client({ endpoints: [a.address, b.address], clientId: "brk", timeoutMs: 5000, attemptTimeoutMs: 4000 });
+    // Begin with node a: it hangs on the write, then goes away (connections reset).
+    const arrived = new Promise<void>((r) => (release = r));
+    (c as unknown as { current: number }).current = 0;
+    const t0 = Date.now();
+    const p = c.put("k", "v");
+    await arrived;
+    const closing = a.close();
+    const res = await p;
+    await closing;
+    assert.equal(res.header?.memberId, "n2");
+    assert.ok(Date.now() - t0 < 2000, `the broken stream failed the call at once, not at its deadline (${Date.now() - t0} ms)`);
+    assert.deepEqual(a.calls[0]!.request.requestId, { clientId: "brk", seq: 1 });
+    assert.deepEqual(b.calls[0]!.request.requestId, { clientId: "brk", seq: 1 });
+  });
+
+  test("close() fails a call in flight on a stream with CANCELLED", async () => {
+    const s = await server({ handlers: { get: () => "hang" } });
+    const c = client({ endpoints: [s.address], timeoutMs: 5000 });
+    const p = c.get("k");
+    await new Promise((r) => setTimeout(r, 100));
+    c.close();
+    const err = await rejects(p);
+    assert.equal(err.codeName, "CANCELLED");
+  });
+});

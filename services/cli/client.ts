@@ -29,6 +29,7 @@ import {
   type ChannelOptions,
   type ServiceError,
 } from "@grpc/grpc-js";
+import { CallStream, type CallOp } from "./call-stream.js";
 import {
   KVClient,
   ReadConsistency,
@@ -90,6 +91,12 @@ export interface RaftkvClientOptions {
   baseBackoffMs?: number;
   /** Largest retry backoff bound (ms). Default 1000. */
   maxBackoffMs?: number;
+  /**
+   * Send put, get, delete, deleteRange and compareAndSwap as calls on one KV.Calls stream per
+   * channel (default true) rather than as unary calls. Same answers and errors; much less work
+   * per request on both ends. Range, whose answers can be large, is always unary.
+   */
+  streamCalls?: boolean;
 }
 
 /** Per-call options of every operation. */
@@ -186,8 +193,17 @@ interface Endpoint {
   readonly address: string;
   readonly kv: KVClient[];
   readonly cluster: ClusterClient[];
+  /** One KV.Calls stream per channel (none when streamCalls is off). */
+  readonly streams: CallStream[];
   next: number;
 }
+
+/**
+ * A call carrying more key and value bytes than this goes unary: one big message would hold up
+ * every answer behind it on a shared stream, and one over the node's message limit would end
+ * the stream with every call on it.
+ */
+const MAX_STREAM_CALL_BYTES = 256 * 1024;
 
 interface Lane {
   readonly clientId: string;
@@ -222,6 +238,7 @@ export class RaftkvClient {
   private readonly channelsPerEndpoint: number;
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly streamCalls: boolean;
   private readonly eps: Endpoint[];
   /** Endpoints outside `endpoints` asked for by status(endpoint) / snapshot(endpoint). */
   private readonly extraEps = new Map<string, Endpoint>();
@@ -255,6 +272,7 @@ export class RaftkvClient {
     this.channelsPerEndpoint = positiveInt("channelsPerEndpoint", opts.channelsPerEndpoint ?? 1);
     this.baseBackoffMs = positiveInt("baseBackoffMs", opts.baseBackoffMs ?? 20);
     this.maxBackoffMs = Math.max(this.baseBackoffMs, positiveInt("maxBackoffMs", opts.maxBackoffMs ?? 1000));
+    this.streamCalls = opts.streamCalls ?? true;
     const clientId = opts.clientId ?? `c-${randomBytes(8).toString("hex")}`;
     if (clientId.length === 0 || Buffer.byteLength(clientId, "utf8") > MAX_CLIENT_ID_BYTES) {
       throw new RaftkvError(GrpcStatus.INVALID_ARGUMENT, `clientId must be 1..${MAX_CLIENT_ID_BYTES} bytes`);
@@ -271,19 +289,23 @@ export class RaftkvClient {
 
   async put(key: Bytes, value: Bytes, opts: WriteOpts = {}): Promise<PutResponse> {
     const base: Omit<PutRequest, "requestId"> = { key: bytes("key", key), value: bytes("value", value), prevKv: opts.prevKv ?? false };
-    return this.write("put", opts, (requestId) => ({ ...base, requestId }), (ep, req: PutRequest, md, o, cb) => this.kv(ep).put(req, md, o, cb));
+    return this.write("put", opts, (requestId) => ({ ...base, requestId }), (ep, req: PutRequest, md, o, cb) =>
+      this.callOn(ep, { $case: "put", value: req }, o, cb, (c) => c.put(req, md, o, cb)),
+    );
   }
 
   async get(key: Bytes, opts: ReadOpts = {}): Promise<GetResponse> {
     const req = { key: bytes("key", key), consistency: consistency(opts.serializable) };
     return this.retry<GetResponse>({ op: "get", timeoutMs: this.callTimeout(opts), preferLeader: false, spread: true }, (ep, md, o, cb) =>
-      this.kv(ep).get(req, md, o, cb),
+      this.callOn(ep, { $case: "get", value: req }, o, cb, (c) => c.get(req, md, o, cb)),
     );
   }
 
   async delete(key: Bytes, opts: WriteOpts = {}): Promise<DeleteResponse> {
     const base: Omit<DeleteRequest, "requestId"> = { key: bytes("key", key), prevKv: opts.prevKv ?? false };
-    return this.write("delete", opts, (requestId) => ({ ...base, requestId }), (ep, req: DeleteRequest, md, o, cb) => this.kv(ep).delete(req, md, o, cb));
+    return this.write("delete", opts, (requestId) => ({ ...base, requestId }), (ep, req: DeleteRequest, md, o, cb) =>
+      this.callOn(ep, { $case: "delete", value: req }, o, cb, (c) => c.delete(req, md, o, cb)),
+    );
   }
 
   async deleteRange(opts: DeleteRangeOpts): Promise<DeleteRangeResponse> {
@@ -292,7 +314,7 @@ export class RaftkvClient {
       "deleteRange",
       opts ?? {},
       (requestId): DeleteRangeRequest => ({ ...r, requestId }),
-      (ep, req: DeleteRangeRequest, md, o, cb) => this.kv(ep).deleteRange(req, md, o, cb),
+      (ep, req: DeleteRangeRequest, md, o, cb) => this.callOn(ep, { $case: "deleteRange", value: req }, o, cb, (c) => c.deleteRange(req, md, o, cb)),
     );
   }
 
@@ -328,7 +350,8 @@ export class RaftkvClient {
       "compareAndSwap",
       opts,
       (requestId): CompareAndSwapRequest => ({ ...base, requestId }),
-      (ep, req: CompareAndSwapRequest, md, o, cb) => this.kv(ep).compareAndSwap(req, md, o, cb),
+      (ep, req: CompareAndSwapRequest, md, o, cb) =>
+        this.callOn(ep, { $case: "compareAndSwap", value: req }, o, cb, (c) => c.compareAndSwap(req, md, o, cb)),
     );
   }
 
@@ -376,6 +399,7 @@ export class RaftkvClient {
     if (this.closed) return;
     this.closed = true;
     for (const ep of [...this.eps, ...this.extraEps.values()]) {
+      for (const s of ep.streams) s.close();
       for (const c of ep.kv) c.close();
       for (const c of ep.cluster) c.close();
     }
@@ -386,6 +410,7 @@ export class RaftkvClient {
   private openEndpoint(address: string): Endpoint {
     const kv: KVClient[] = [];
     const cluster: ClusterClient[] = [];
+    const streams: CallStream[] = [];
     for (let i = 0; i < this.channelsPerEndpoint; i++) {
       // Several channels to one address only get their own connections with a local pool.
       const options: ChannelOptions = this.channelsPerEndpoint > 1 ? { ...CHANNEL_OPTIONS, "grpc.use_local_subchannel_pool": 1 } : CHANNEL_OPTIONS;
@@ -393,8 +418,9 @@ export class RaftkvClient {
       kv.push(k);
       // The Cluster service shares the KV client's channel (one connection per channel).
       cluster.push(new ClusterClient(address, credentials.createInsecure(), { ...options, channelOverride: k.getChannel() }));
+      if (this.streamCalls) streams.push(new CallStream(k, address));
     }
-    return { address, kv, cluster, next: 0 };
+    return { address, kv, cluster, streams, next: 0 };
   }
 
   private endpointFor(address: string): Endpoint {
@@ -415,6 +441,19 @@ export class RaftkvClient {
     const c = ep.kv[ep.next]!;
     ep.next = (ep.next + 1) % ep.kv.length;
     return c;
+  }
+
+  /**
+   * One KV operation on an endpoint: a call on one of its KV.Calls streams, or `unary` on one of
+   * its channels (streams off, a large call, or a node without KV.Calls).
+   */
+  private callOn<Res>(ep: Endpoint, op: CallOp, o: Partial<CallOptions>, cb: Callback<Res>, unary: (c: KVClient) => void): void {
+    const i = ep.next;
+    ep.next = (i + 1) % ep.kv.length;
+    const go = () => unary(ep.kv[i]!);
+    const stream = ep.streams[i];
+    if (!stream || callBytes(op) > MAX_STREAM_CALL_BYTES) go();
+    else stream.call(op, Number(o.deadline), cb, go);
   }
 
   private cl(ep: Endpoint): ClusterClient {
@@ -667,6 +706,20 @@ function errDetails(err: Partial<ServiceError>): string {
 function toRaftkvError(err: ServiceError, ep: Endpoint, attempts: number, hint: string): RaftkvError {
   const code = typeof err.code === "number" ? err.code : GrpcStatus.UNKNOWN;
   return new RaftkvError(code, errDetails(err), { endpoint: ep.address, attempts, leaderId: hint });
+}
+
+/** Key and value bytes a call carries. */
+function callBytes(op: CallOp): number {
+  const v = op.value as { key?: Uint8Array; value?: Uint8Array; newValue?: Uint8Array; expectedValue?: Uint8Array; start?: Uint8Array; end?: Uint8Array; prefix?: Uint8Array };
+  return (
+    (v.key?.length ?? 0) +
+    (v.value?.length ?? 0) +
+    (v.newValue?.length ?? 0) +
+    (v.expectedValue?.length ?? 0) +
+    (v.start?.length ?? 0) +
+    (v.end?.length ?? 0) +
+    (v.prefix?.length ?? 0)
+  );
 }
 
 function sleep(ms: number): Promise<void> {

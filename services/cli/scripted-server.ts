@@ -2,8 +2,8 @@
 // scripts per call, and records every request it gets. The client's retry, failover and output
 // formatting are tested against it over the network, the way they meet a real node.
 
-import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServiceError } from "@grpc/grpc-js";
-import { KVService, type ResponseHeader } from "../common/gen/raftkv/v1/kv.js";
+import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { type Call, type CallResult, KVService, type ResponseHeader } from "../common/gen/raftkv/v1/kv.js";
 import { ClusterService, type StatusResponse } from "../common/gen/raftkv/v1/cluster.js";
 
 export type Method =
@@ -24,6 +24,8 @@ export interface RecordedCall {
   request: any;
   /** ms since the epoch when it arrived */
   at: number;
+  /** It came as a call on a KV.Calls stream (not as a unary call). */
+  streamed: boolean;
 }
 
 /** What a handler returns: a response, an error to send, or "hang" (never answer). */
@@ -55,10 +57,12 @@ export function header(memberId: string, leaderId: string, revision = 1, term = 
 
 /**
  * Starts a server on 127.0.0.1 (any free port unless `port` is given). Methods without a handler
- * answer UNIMPLEMENTED, except status, which answers as a follower of `leaderId`.
+ * answer UNIMPLEMENTED, except status, which answers as a follower of `leaderId`. KV operations
+ * are served both as unary methods and as calls on KV.Calls streams (the same handler), unless
+ * `noCallStreams` leaves KV.Calls out, like a node that does not have it.
  */
 export async function startScriptedServer(
-  opts: { memberId?: string; leaderId?: string; port?: number; handlers?: Partial<Record<Method, Handler>> } = {},
+  opts: { memberId?: string; leaderId?: string; port?: number; handlers?: Partial<Record<Method, Handler>>; noCallStreams?: boolean } = {},
 ): Promise<ScriptedServer> {
   const memberId = opts.memberId ?? "n1";
   const leaderId = opts.leaderId ?? memberId;
@@ -69,12 +73,12 @@ export async function startScriptedServer(
   const server = new Server();
 
   const serve =
-    (method: Method) =>
+    (method: Method, streamed = false) =>
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     (call: { request: any }, callback: (err: ServiceError | null, res?: any) => void): void => {
       const n = (counts.get(method) ?? 0) + 1;
       counts.set(method, n);
-      calls.push({ method, request: call.request, at: Date.now() });
+      calls.push({ method, request: call.request, at: Date.now(), streamed });
       let h = handlers[method];
       if (!h && method === "status") {
         h = () => ({ ok: statusOf(memberId, leaderId) });
@@ -99,6 +103,22 @@ export async function startScriptedServer(
         );
     };
 
+  // KV.Calls: each call goes to the same handler as its unary twin; errors go back as CallError.
+  const callStreams = (stream: ServerDuplexStream<Call, CallResult>): void => {
+    stream.on("data", (c: Call) => {
+      if (!c.op) return;
+      const op = c.op;
+      serve(op.$case, true)({ request: op.value }, (err, res) => {
+        const lead = err?.metadata?.get("raftkv-leader")?.[0];
+        const result = err
+          ? { $case: "error" as const, value: { code: err.code ?? GrpcStatus.UNKNOWN, message: err.details ?? err.message, leaderId: lead ? String(lead) : "" } }
+          : ({ $case: op.$case, value: res } as CallResult["result"]);
+        if (!stream.cancelled && !stream.destroyed) stream.write({ callId: c.callId, result });
+      });
+    });
+    stream.on("end", () => stream.end());
+    stream.on("error", () => {});
+  };
   server.addService(KVService, {
     put: serve("put"),
     get: serve("get"),
@@ -106,6 +126,7 @@ export async function startScriptedServer(
     deleteRange: serve("deleteRange"),
     range: serve("range"),
     compareAndSwap: serve("compareAndSwap"),
+    ...(opts.noCallStreams ? {} : { calls: callStreams }),
   });
   server.addService(ClusterService, {
     status: serve("status"),

@@ -4,7 +4,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { Socket } from "node:net";
+import { credentials, makeGenericClientConstructor, status as GrpcStatus, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { RaftkvClient, RaftkvError } from "../../services/cli/client.js";
+import { type CallResult, KVClient } from "../../services/common/gen/raftkv/v1/kv.js";
 import { TestCluster } from "./harness.js";
 
 const text = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : undefined);
@@ -130,6 +132,78 @@ describe("a 3-node cluster", () => {
     const cl = client();
     await cl.put("after-garbage", "ok");
     assert.equal(text((await cl.get("after-garbage")).kv!.value), "ok");
+  });
+
+  test("KV.Calls: many calls in flight on one stream, each answered once by its call id; a bad call gets its own error", async () => {
+    const spec = c.specs[1];
+    const kv = new KVClient(`${spec.host}:${spec.clientPort}`, credentials.createInsecure());
+    try {
+      const stream = kv.calls();
+      const answers = new Map<number, CallResult[]>();
+      stream.on("data", (r: CallResult) => answers.set(r.callId, [...(answers.get(r.callId) ?? []), r]));
+      const status = new Promise<StatusObject>((resolve) => stream.on("status", resolve));
+      stream.on("error", () => {});
+      const N = 200;
+      for (let i = 1; i <= N; i++) {
+        const key = Buffer.from(`calls/${i % 10}`);
+        stream.write({ callId: i, timeoutMs: 5000, op: i % 2 ? { $case: "put", value: { key, value: Buffer.from(`v${i}`), requestId: undefined, prevKv: false } } : { $case: "get", value: { key, consistency: 0 } } });
+      }
+      stream.write({ callId: 1001, timeoutMs: 5000, op: { $case: "put", value: { key: Buffer.alloc(0), value: Buffer.from("x"), requestId: undefined, prevKv: false } } });
+      stream.write({ callId: 1002, timeoutMs: 5000, op: undefined });
+      stream.write({ callId: 1003, timeoutMs: 5000, op: { $case: "compareAndSwap", value: { key: Buffer.from("calls/cas"), expectedVersion: 0, newValue: Buffer.from("c"), requestId: undefined } } });
+      stream.end();
+      const st = await status;
+      assert.equal(st.code, 0, `the node ended the stream cleanly after answering (${st.details})`);
+      assert.equal(answers.size, N + 3, "every call answered");
+      for (const [id, rs] of answers) assert.equal(rs.length, 1, `call ${id} answered once`);
+      for (let i = 1; i <= N; i++) {
+        const r = answers.get(i)![0].result!;
+        assert.equal(r.$case, i % 2 ? "put" : "get", `call ${i}`);
+        if (r.$case === "put") assert.equal(r.value.header!.memberId, spec.id);
+      }
+      const bad = answers.get(1001)![0].result!;
+      assert.ok(bad.$case === "error" && bad.value.code === GrpcStatus.INVALID_ARGUMENT && /empty/.test(bad.value.message), JSON.stringify(bad));
+      const none = answers.get(1002)![0].result!;
+      assert.ok(none.$case === "error" && none.value.code === GrpcStatus.INVALID_ARGUMENT, JSON.stringify(none));
+      const cas = answers.get(1003)![0].result!;
+      assert.ok(cas.$case === "compareAndSwap" && cas.value.succeeded);
+      assert.equal(text((await client().get("calls/1")).kv!.value), "v191", "the last put of calls/1 won");
+    } finally {
+      kv.close();
+    }
+  });
+
+  test("a KV.Calls stream that sends bytes that are no Call is ended with an error; the node keeps serving", async () => {
+    const spec = c.specs[0];
+    const raw = makeGenericClientConstructor(
+      {
+        Calls: {
+          path: "/raftkv.v1.KV/Calls",
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: (b: Buffer) => b,
+          requestDeserialize: (b: Buffer) => b,
+          responseSerialize: (b: Buffer) => b,
+          responseDeserialize: (b: Buffer) => b,
+        },
+      },
+      "KV",
+    );
+    const cl = new raw(`${spec.host}:${spec.clientPort}`, credentials.createInsecure()) as unknown as { Calls(): ClientDuplexStream<Buffer, Buffer>; close(): void };
+    try {
+      const stream = cl.Calls();
+      stream.on("error", () => {});
+      const status = new Promise<StatusObject>((resolve) => stream.on("status", resolve));
+      stream.write(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x01, 0x02]));
+      const st = await status;
+      assert.notEqual(st.code, GrpcStatus.OK, "the stream is ended with an error");
+    } finally {
+      cl.close();
+    }
+    assert.ok(c.alive(spec.id));
+    const cl2 = client([spec.id]);
+    await cl2.put("after-bad-call", "ok");
+    assert.equal(text((await cl2.get("after-bad-call")).kv!.value), "ok");
   });
 
   test("/status, /livez and /readyz answer on every node", async () => {

@@ -106,6 +106,11 @@ describe("failover", () => {
     assert.deepEqual(failures, [], "no client request failed");
     assert.ok(ok > before, "writes continued after the hand-off");
     assert.ok(/handed LEADER role to|handing LEADER role to/.test(c.logText(old)), "the old leader handed off");
+    // Its client server closed without waiting out its 3 s grace: the client's KV.Calls stream was
+    // ended by the node as soon as the calls on it were answered.
+    const stopped = /"ms":(\d+),"msg":"stopped cleanly"/.exec(c.logText(old));
+    assert.ok(stopped, "the old leader logged its clean stop");
+    assert.ok(Number(stopped[1]) < 2500, `stopped in ${stopped[1]} ms`);
     assert.notEqual(next, old);
   });
 });

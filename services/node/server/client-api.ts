@@ -4,8 +4,10 @@
 // index (from the leader if we are a follower) and are served from the local B+ tree.
 // Errors are values a client can act on: INVALID_ARGUMENT with the reason, UNAVAILABLE with
 // the known leader, never a hang (every request has a server-side deadline).
+// The KV operations are served twice over: as unary methods, and as calls multiplexed on one
+// long-lived stream (KV.Calls, what RaftkvClient uses); both run the same handler.
 
-import { type ServerUnaryCall, type sendUnaryData, status as Status, type ServiceError, Metadata } from "@grpc/grpc-js";
+import { type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, status as Status, type ServiceError, Metadata } from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { type Logger } from "pino";
 import {
@@ -16,13 +18,21 @@ import {
   type TransferLeadershipResponse,
 } from "../../common/gen/raftkv/v1/cluster.js";
 import {
+  type Call,
+  type CallResult,
   Command,
+  type CompareAndSwapRequest,
   type CompareAndSwapResponse,
+  type DeleteRangeRequest,
   type DeleteRangeResponse,
+  type DeleteRequest,
   type DeleteResponse,
+  type GetRequest,
   type GetResponse,
   type KVServer,
+  type PutRequest,
   type PutResponse,
+  type RangeRequest,
   type RangeResponse,
   ReadConsistency,
   type RequestId,
@@ -47,6 +57,34 @@ const CODE_NAMES: Record<number, string> = Object.fromEntries(
     .map(([k, v]) => [v as number, k]),
 );
 
+/** A KV operation: the request and its deadline (ms epoch) in, the answer out. */
+type Handler<Req, Res> = (req: Req, deadline: number) => Promise<Res>;
+
+interface KvHandlers {
+  put: Handler<PutRequest, PutResponse>;
+  get: Handler<GetRequest, GetResponse>;
+  delete: Handler<DeleteRequest, DeleteResponse>;
+  deleteRange: Handler<DeleteRangeRequest, DeleteRangeResponse>;
+  range: Handler<RangeRequest, RangeResponse>;
+  compareAndSwap: Handler<CompareAndSwapRequest, CompareAndSwapResponse>;
+}
+
+/** The per-method metric names (as the unary methods are called) of the operations a Call carries. */
+const CALL_METHODS: Record<NonNullable<Call["op"]>["$case"], string> = {
+  put: "Put",
+  get: "Get",
+  delete: "Delete",
+  deleteRange: "DeleteRange",
+  compareAndSwap: "CompareAndSwap",
+};
+
+/**
+ * Calls one KV.Calls stream may have in flight. Past it a call is refused at once with
+ * RESOURCE_EXHAUSTED, so a client that never reads its answers cannot make the node hold an
+ * unbounded number of them.
+ */
+export const MAX_CALLS_IN_FLIGHT = 4096;
+
 export interface ClientApiOptions {
   driver: Driver;
   logger: Logger;
@@ -68,6 +106,8 @@ export class ClientApi {
   private readonly serverClientId = `srv-${randomBytes(6).toString("hex")}`;
   private serverRequests = 0;
   private accepting = true;
+  /** Open KV.Calls streams, each with what ends it once its calls in flight are answered. */
+  private readonly callStreams = new Set<{ drain: () => void }>();
 
   constructor(opts: ClientApiOptions) {
     this.opts = opts;
@@ -75,9 +115,13 @@ export class ClientApi {
     this.log = opts.logger;
   }
 
-  /** After this, new requests get UNAVAILABLE (graceful shutdown). */
+  /**
+   * After this, new requests get UNAVAILABLE (graceful shutdown), and each KV.Calls stream ends
+   * as soon as its calls in flight are answered.
+   */
   stopAccepting(): void {
     this.accepting = false;
+    for (const s of [...this.callStreams]) s.drain();
   }
 
   private header(): ResponseHeader {
@@ -91,36 +135,118 @@ export class ClientApi {
     return Math.min(client, Date.now() + this.opts.requestTimeoutMs);
   }
 
-  /** Wraps a handler: deadline, error mapping, per-method metrics; never lets an exception escape. */
-  private unary<Req, Res>(method: string, f: (req: Req, deadline: number) => Promise<Res>) {
+  /** Counts a finished request in the per-method metrics. */
+  private record(method: string, code: number, t0: number): void {
+    let s = this.stats.get(method);
+    if (!s) this.stats.set(method, (s = { byCode: {}, latency: new Histogram() }));
+    const name = CODE_NAMES[code] ?? String(code);
+    s.byCode[name] = (s.byCode[name] ?? 0) + 1;
+    s.latency.observe((performance.now() - t0) / 1000);
+  }
+
+  /**
+   * Runs a handler: refuses it while shutting down, maps its failure to a code and message, and
+   * counts it; never lets an exception escape. `done` gets the answer or the error.
+   */
+  private run<Req, Res>(
+    method: string,
+    f: Handler<Req, Res>,
+    req: Req,
+    deadline: number,
+    done: (res: Res | undefined, code: number, message: string) => void,
+  ): void {
+    const t0 = performance.now();
+    const finish = (res: Res | undefined, code: number, message: string): void => {
+      this.record(method, code, t0);
+      done(res, code, message);
+    };
+    if (!this.accepting) {
+      finish(undefined, Status.UNAVAILABLE, "node is shutting down");
+      return;
+    }
+    let p: Promise<Res>;
+    try {
+      p = f(req, deadline);
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (res) => finish(res, Status.OK, ""),
+      (e: unknown) => {
+        const [code, message] = this.mapError(e, method);
+        finish(undefined, code, message);
+      },
+    );
+  }
+
+  /** A handler as a unary method: its deadline is the call's, capped by the node's request timeout. */
+  private unary<Req, Res>(method: string, f: Handler<Req, Res>) {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
-      const t0 = performance.now();
-      const finish = (code: number, err: ServiceError | null, res?: Res) => {
-        let s = this.stats.get(method);
-        if (!s) this.stats.set(method, (s = { byCode: {}, latency: new Histogram() }));
-        const name = CODE_NAMES[code] ?? String(code);
-        s.byCode[name] = (s.byCode[name] ?? 0) + 1;
-        s.latency.observe((performance.now() - t0) / 1000);
-        if (err) callback(err);
-        else callback(null, res);
+      this.run(method, f, call.request, this.deadline(call as ServerUnaryCall<unknown, unknown>), (res, code, message) => {
+        if (code === Status.OK) callback(null, res);
+        else callback(serviceError(code, message, this.driver.node.raft.lead));
+      });
+    };
+  }
+
+  /**
+   * KV.Calls: each Call runs its operation's handler and is answered on the stream, in whatever
+   * order they finish. The stream ends after the client has ended its side (or the node stops
+   * accepting) and every call in flight has been answered.
+   */
+  private calls(h: KvHandlers) {
+    return (stream: ServerDuplexStream<Call, CallResult>): void => {
+      let inFlight = 0;
+      let clientDone = false;
+      let closed = false;
+      const close = (end: boolean): void => {
+        if (closed) return;
+        closed = true;
+        this.callStreams.delete(entry);
+        if (end) stream.end();
       };
-      if (!this.accepting) {
-        finish(Status.UNAVAILABLE, serviceError(Status.UNAVAILABLE, "node is shutting down", this.driver.node.raft.lead));
-        return;
-      }
-      let p: Promise<Res>;
-      try {
-        p = f(call.request, this.deadline(call as ServerUnaryCall<unknown, unknown>));
-      } catch (e) {
-        p = Promise.reject(e);
-      }
-      p.then(
-        (res) => finish(Status.OK, null, res),
-        (e: unknown) => {
-          const [code, message] = this.mapError(e, method);
-          finish(code, serviceError(code, message, this.driver.node.raft.lead));
+      const entry = {
+        drain: () => {
+          if (inFlight === 0) close(true);
         },
-      );
+      };
+      this.callStreams.add(entry);
+      const answer = (callId: number, result: CallResult["result"]): void => {
+        if (!closed) stream.write({ callId, result });
+      };
+      const fail = (callId: number, code: number, message: string): void =>
+        answer(callId, { $case: "error", value: { code, message, leaderId: this.driver.node.raft.lead } });
+      stream.on("data", (call: Call) => {
+        if (closed) return;
+        const op = call.op;
+        if (!op || !(op.$case in CALL_METHODS)) {
+          fail(call.callId, Status.INVALID_ARGUMENT, `call ${call.callId} carries no operation this node knows`);
+          return;
+        }
+        if (inFlight >= MAX_CALLS_IN_FLIGHT) {
+          fail(call.callId, Status.RESOURCE_EXHAUSTED, `more than ${MAX_CALLS_IN_FLIGHT} calls in flight on one stream`);
+          return;
+        }
+        const limit = this.opts.requestTimeoutMs;
+        const deadline = Date.now() + (call.timeoutMs > 0 ? Math.min(call.timeoutMs, limit) : limit);
+        inFlight++;
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        const f = h[op.$case] as Handler<any, any>;
+        this.run(CALL_METHODS[op.$case], f, op.value, deadline, (res, code, message) => {
+          inFlight--;
+          if (code === Status.OK) answer(call.callId, { $case: op.$case, value: res } as CallResult["result"]);
+          else fail(call.callId, code, message);
+          if (inFlight === 0 && (clientDone || !this.accepting)) close(true);
+        });
+      });
+      stream.on("end", () => {
+        clientDone = true;
+        if (inFlight === 0) close(true);
+      });
+      // Cancelled by the client, or its connection went away: nobody is left to answer. The
+      // calls in flight still finish (a write stays exactly-once for the client's retry).
+      stream.on("cancelled", () => close(false));
+      stream.on("error", () => close(false));
     };
   }
 
@@ -152,40 +278,53 @@ export class ClientApi {
   }
 
   kvService(): KVServer {
+    const h = this.kvHandlers();
     return {
-      put: this.unary("Put", async (req, deadline): Promise<PutResponse> => {
+      put: this.unary("Put", h.put),
+      get: this.unary("Get", h.get),
+      delete: this.unary("Delete", h.delete),
+      deleteRange: this.unary("DeleteRange", h.deleteRange),
+      range: this.unary("Range", h.range),
+      compareAndSwap: this.unary("CompareAndSwap", h.compareAndSwap),
+      calls: this.calls(h),
+    };
+  }
+
+  private kvHandlers(): KvHandlers {
+    return {
+      put: async (req, deadline): Promise<PutResponse> => {
         const requestId = this.requestId(req.requestId);
         const res = await this.write({ requestId, op: { $case: "put", value: { ...req, requestId } } }, deadline);
         if (res.type !== "put") throw unexpected(res);
         return { ...res.response, header: this.header() };
-      }),
-      get: this.unary("Get", async (req, deadline): Promise<GetResponse> => {
+      },
+      get: async (req, deadline): Promise<GetResponse> => {
         // Validate first: a bad key is INVALID_ARGUMENT even without a leader.
         this.driver.kv.get(req.key);
         await this.linearizable(req.consistency, deadline);
         const kv = this.driver.kv.get(req.key);
         return { header: this.header(), found: kv !== undefined, kv };
-      }),
-      delete: this.unary("Delete", async (req, deadline): Promise<DeleteResponse> => {
+      },
+      delete: async (req, deadline): Promise<DeleteResponse> => {
         const requestId = this.requestId(req.requestId);
         const res = await this.write({ requestId, op: { $case: "delete", value: { ...req, requestId } } }, deadline);
         if (res.type !== "delete") throw unexpected(res);
         return { ...res.response, header: this.header() };
-      }),
-      deleteRange: this.unary("DeleteRange", async (req, deadline): Promise<DeleteRangeResponse> => {
+      },
+      deleteRange: async (req, deadline): Promise<DeleteRangeResponse> => {
         const requestId = this.requestId(req.requestId);
         const res = await this.write({ requestId, op: { $case: "deleteRange", value: { ...req, requestId } } }, deadline);
         if (res.type !== "deleteRange") throw unexpected(res);
         return { ...res.response, header: this.header() };
-      }),
-      range: this.unary("Range", async (req, deadline): Promise<RangeResponse> => {
+      },
+      range: async (req, deadline): Promise<RangeResponse> => {
         const q = { start: req.start, end: req.end, prefix: req.prefix, limit: req.limit, keysOnly: req.keysOnly };
         this.driver.kv.range({ ...q, limit: 1 }); // validation only
         await this.linearizable(req.consistency, deadline);
         const r = this.driver.kv.range(q);
         return { header: this.header(), kvs: r.kvs, more: r.more, count: r.count };
-      }),
-      compareAndSwap: this.unary("CompareAndSwap", async (req, deadline): Promise<CompareAndSwapResponse> => {
+      },
+      compareAndSwap: async (req, deadline): Promise<CompareAndSwapResponse> => {
         if (req.expectedValue === undefined && req.expectedVersion === undefined) {
           throw new InvalidArgumentError("compare-and-swap needs expected_value or expected_version");
         }
@@ -193,7 +332,7 @@ export class ClientApi {
         const res = await this.write({ requestId, op: { $case: "cas", value: { ...req, requestId } } }, deadline);
         if (res.type !== "cas") throw unexpected(res);
         return { ...res.response, header: this.header() };
-      }),
+      },
     };
   }
 

@@ -8,8 +8,10 @@ import {
   type CallOptions,
   type ChannelCredentials,
   Client,
+  type ClientDuplexStream,
   type ClientOptions,
   type ClientUnaryCall,
+  type handleBidiStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -197,6 +199,41 @@ export interface CompareAndSwapResponse {
   succeeded: boolean;
   /** the key's state after the operation (absent if it does not exist) */
   kv: KeyValue | undefined;
+}
+
+export interface Call {
+  /** echoed in the answer; unique among this stream's calls in flight */
+  callId: number;
+  /** this call's deadline, from when the node reads it (0: the node's default) */
+  timeoutMs: number;
+  op:
+    | { $case: "put"; value: PutRequest }
+    | { $case: "get"; value: GetRequest }
+    | { $case: "delete"; value: DeleteRequest }
+    | { $case: "deleteRange"; value: DeleteRangeRequest }
+    | { $case: "compareAndSwap"; value: CompareAndSwapRequest }
+    | undefined;
+}
+
+/** A call that failed: what a unary call reports as its status. */
+export interface CallError {
+  /** a gRPC status code (never 0) */
+  code: number;
+  message: string;
+  /** the leader the node knows of ("" if none), as the unary trailer raftkv-leader */
+  leaderId: string;
+}
+
+export interface CallResult {
+  callId: number;
+  result:
+    | { $case: "error"; value: CallError }
+    | { $case: "put"; value: PutResponse }
+    | { $case: "get"; value: GetResponse }
+    | { $case: "delete"; value: DeleteResponse }
+    | { $case: "deleteRange"; value: DeleteRangeResponse }
+    | { $case: "compareAndSwap"; value: CompareAndSwapResponse }
+    | undefined;
 }
 
 export interface Command {
@@ -1950,6 +1987,528 @@ export const CompareAndSwapResponse: MessageFns<CompareAndSwapResponse> = {
   },
 };
 
+function createBaseCall(): Call {
+  return { callId: 0, timeoutMs: 0, op: undefined };
+}
+
+export const Call: MessageFns<Call> = {
+  encode(message: Call, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== 0) {
+      writer.uint32(8).uint64(message.callId);
+    }
+    if (message.timeoutMs !== 0) {
+      writer.uint32(16).uint32(message.timeoutMs);
+    }
+    switch (message.op?.$case) {
+      case "put":
+        PutRequest.encode(message.op.value, writer.uint32(26).fork()).join();
+        break;
+      case "get":
+        GetRequest.encode(message.op.value, writer.uint32(34).fork()).join();
+        break;
+      case "delete":
+        DeleteRequest.encode(message.op.value, writer.uint32(42).fork()).join();
+        break;
+      case "deleteRange":
+        DeleteRangeRequest.encode(message.op.value, writer.uint32(50).fork()).join();
+        break;
+      case "compareAndSwap":
+        CompareAndSwapRequest.encode(message.op.value, writer.uint32(58).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Call {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCall();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.callId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.timeoutMs = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.op = { $case: "put", value: PutRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.op = { $case: "get", value: GetRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.op = { $case: "delete", value: DeleteRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.op = { $case: "deleteRange", value: DeleteRangeRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.op = { $case: "compareAndSwap", value: CompareAndSwapRequest.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Call {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.Number(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.Number(object.call_id)
+        : 0,
+      timeoutMs: isSet(object.timeoutMs)
+        ? globalThis.Number(object.timeoutMs)
+        : isSet(object.timeout_ms)
+        ? globalThis.Number(object.timeout_ms)
+        : 0,
+      op: isSet(object.put)
+        ? { $case: "put", value: PutRequest.fromJSON(object.put) }
+        : isSet(object.get)
+        ? { $case: "get", value: GetRequest.fromJSON(object.get) }
+        : isSet(object.delete)
+        ? { $case: "delete", value: DeleteRequest.fromJSON(object.delete) }
+        : isSet(object.deleteRange)
+        ? { $case: "deleteRange", value: DeleteRangeRequest.fromJSON(object.deleteRange) }
+        : isSet(object.delete_range)
+        ? { $case: "deleteRange", value: DeleteRangeRequest.fromJSON(object.delete_range) }
+        : isSet(object.compareAndSwap)
+        ? { $case: "compareAndSwap", value: CompareAndSwapRequest.fromJSON(object.compareAndSwap) }
+        : isSet(object.compare_and_swap)
+        ? { $case: "compareAndSwap", value: CompareAndSwapRequest.fromJSON(object.compare_and_swap) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: Call): unknown {
+    const obj: any = {};
+    if (message.callId !== 0) {
+      obj.callId = Math.round(message.callId);
+    }
+    if (message.timeoutMs !== 0) {
+      obj.timeoutMs = Math.round(message.timeoutMs);
+    }
+    if (message.op?.$case === "put") {
+      obj.put = PutRequest.toJSON(message.op.value);
+    } else if (message.op?.$case === "get") {
+      obj.get = GetRequest.toJSON(message.op.value);
+    } else if (message.op?.$case === "delete") {
+      obj.delete = DeleteRequest.toJSON(message.op.value);
+    } else if (message.op?.$case === "deleteRange") {
+      obj.deleteRange = DeleteRangeRequest.toJSON(message.op.value);
+    } else if (message.op?.$case === "compareAndSwap") {
+      obj.compareAndSwap = CompareAndSwapRequest.toJSON(message.op.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<Call>): Call {
+    return Call.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<Call>): Call {
+    const message = createBaseCall();
+    message.callId = object.callId ?? 0;
+    message.timeoutMs = object.timeoutMs ?? 0;
+    switch (object.op?.$case) {
+      case "put": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "put", value: PutRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "get": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "get", value: GetRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "delete", value: DeleteRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "deleteRange": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "deleteRange", value: DeleteRangeRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+      case "compareAndSwap": {
+        if (object.op?.value !== undefined && object.op?.value !== null) {
+          message.op = { $case: "compareAndSwap", value: CompareAndSwapRequest.fromPartial(object.op.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
+function createBaseCallError(): CallError {
+  return { code: 0, message: "", leaderId: "" };
+}
+
+export const CallError: MessageFns<CallError> = {
+  encode(message: CallError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.code !== 0) {
+      writer.uint32(8).uint32(message.code);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.leaderId !== "") {
+      writer.uint32(26).string(message.leaderId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.code = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallError {
+    return {
+      code: isSet(object.code) ? globalThis.Number(object.code) : 0,
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CallError): unknown {
+    const obj: any = {};
+    if (message.code !== 0) {
+      obj.code = Math.round(message.code);
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CallError>): CallError {
+    return CallError.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CallError>): CallError {
+    const message = createBaseCallError();
+    message.code = object.code ?? 0;
+    message.message = object.message ?? "";
+    message.leaderId = object.leaderId ?? "";
+    return message;
+  },
+};
+
+function createBaseCallResult(): CallResult {
+  return { callId: 0, result: undefined };
+}
+
+export const CallResult: MessageFns<CallResult> = {
+  encode(message: CallResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.callId !== 0) {
+      writer.uint32(8).uint64(message.callId);
+    }
+    switch (message.result?.$case) {
+      case "error":
+        CallError.encode(message.result.value, writer.uint32(18).fork()).join();
+        break;
+      case "put":
+        PutResponse.encode(message.result.value, writer.uint32(26).fork()).join();
+        break;
+      case "get":
+        GetResponse.encode(message.result.value, writer.uint32(34).fork()).join();
+        break;
+      case "delete":
+        DeleteResponse.encode(message.result.value, writer.uint32(42).fork()).join();
+        break;
+      case "deleteRange":
+        DeleteRangeResponse.encode(message.result.value, writer.uint32(50).fork()).join();
+        break;
+      case "compareAndSwap":
+        CompareAndSwapResponse.encode(message.result.value, writer.uint32(58).fork()).join();
+        break;
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.callId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.result = { $case: "error", value: CallError.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.result = { $case: "put", value: PutResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.result = { $case: "get", value: GetResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.result = { $case: "delete", value: DeleteResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.result = { $case: "deleteRange", value: DeleteRangeResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.result = { $case: "compareAndSwap", value: CompareAndSwapResponse.decode(reader, reader.uint32()) };
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallResult {
+    return {
+      callId: isSet(object.callId)
+        ? globalThis.Number(object.callId)
+        : isSet(object.call_id)
+        ? globalThis.Number(object.call_id)
+        : 0,
+      result: isSet(object.error)
+        ? { $case: "error", value: CallError.fromJSON(object.error) }
+        : isSet(object.put)
+        ? { $case: "put", value: PutResponse.fromJSON(object.put) }
+        : isSet(object.get)
+        ? { $case: "get", value: GetResponse.fromJSON(object.get) }
+        : isSet(object.delete)
+        ? { $case: "delete", value: DeleteResponse.fromJSON(object.delete) }
+        : isSet(object.deleteRange)
+        ? { $case: "deleteRange", value: DeleteRangeResponse.fromJSON(object.deleteRange) }
+        : isSet(object.delete_range)
+        ? { $case: "deleteRange", value: DeleteRangeResponse.fromJSON(object.delete_range) }
+        : isSet(object.compareAndSwap)
+        ? { $case: "compareAndSwap", value: CompareAndSwapResponse.fromJSON(object.compareAndSwap) }
+        : isSet(object.compare_and_swap)
+        ? { $case: "compareAndSwap", value: CompareAndSwapResponse.fromJSON(object.compare_and_swap) }
+        : undefined,
+    };
+  },
+
+  toJSON(message: CallResult): unknown {
+    const obj: any = {};
+    if (message.callId !== 0) {
+      obj.callId = Math.round(message.callId);
+    }
+    if (message.result?.$case === "error") {
+      obj.error = CallError.toJSON(message.result.value);
+    } else if (message.result?.$case === "put") {
+      obj.put = PutResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "get") {
+      obj.get = GetResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "delete") {
+      obj.delete = DeleteResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "deleteRange") {
+      obj.deleteRange = DeleteRangeResponse.toJSON(message.result.value);
+    } else if (message.result?.$case === "compareAndSwap") {
+      obj.compareAndSwap = CompareAndSwapResponse.toJSON(message.result.value);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<CallResult>): CallResult {
+    return CallResult.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<CallResult>): CallResult {
+    const message = createBaseCallResult();
+    message.callId = object.callId ?? 0;
+    switch (object.result?.$case) {
+      case "error": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "error", value: CallError.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "put": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "put", value: PutResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "get": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "get", value: GetResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "delete": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "delete", value: DeleteResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "deleteRange": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "deleteRange", value: DeleteRangeResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+      case "compareAndSwap": {
+        if (object.result?.value !== undefined && object.result?.value !== null) {
+          message.result = { $case: "compareAndSwap", value: CompareAndSwapResponse.fromPartial(object.result.value) };
+        }
+        break;
+      }
+    }
+    return message;
+  },
+};
+
 function createBaseCommand(): Command {
   return { requestId: undefined, op: undefined };
 }
@@ -2175,6 +2734,19 @@ export const KVService = {
       Buffer.from(CompareAndSwapResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CompareAndSwapResponse => CompareAndSwapResponse.decode(value),
   },
+  /**
+   * Many calls over one stream (see Call). The node answers each call once; when it stops it
+   * answers the calls in flight, then ends the stream.
+   */
+  calls: {
+    path: "/raftkv.v1.KV/Calls" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: Call): Buffer => Buffer.from(Call.encode(value).finish()),
+    requestDeserialize: (value: Buffer): Call => Call.decode(value),
+    responseSerialize: (value: CallResult): Buffer => Buffer.from(CallResult.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CallResult => CallResult.decode(value),
+  },
 } as const;
 
 export interface KVServer extends UntypedServiceImplementation {
@@ -2184,6 +2756,11 @@ export interface KVServer extends UntypedServiceImplementation {
   deleteRange: handleUnaryCall<DeleteRangeRequest, DeleteRangeResponse>;
   range: handleUnaryCall<RangeRequest, RangeResponse>;
   compareAndSwap: handleUnaryCall<CompareAndSwapRequest, CompareAndSwapResponse>;
+  /**
+   * Many calls over one stream (see Call). The node answers each call once; when it stops it
+   * answers the calls in flight, then ends the stream.
+   */
+  calls: handleBidiStreamingCall<Call, CallResult>;
 }
 
 export interface KVClient extends Client {
@@ -2271,6 +2848,13 @@ export interface KVClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CompareAndSwapResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Many calls over one stream (see Call). The node answers each call once; when it stops it
+   * answers the calls in flight, then ends the stream.
+   */
+  calls(): ClientDuplexStream<Call, CallResult>;
+  calls(options: Partial<CallOptions>): ClientDuplexStream<Call, CallResult>;
+  calls(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<Call, CallResult>;
 }
 
 export const KVClient = makeGenericClientConstructor(KVService, "raftkv.v1.KV") as unknown as {

@@ -85,7 +85,10 @@ export interface StatusDocument {
     walFsyncSeconds: StatusHistogram;
     applySeconds: StatusHistogram;
   };
-  /** Client requests by gRPC method (Put, Get, ...). */
+  /**
+   * Client requests by gRPC method (Put, Get, ...). A call on a KV.Calls stream counts under
+   * its operation's method (a put call as Put), so these are the same however clients send.
+   */
   requests: Array<{
     method: string;
     /** Requests finished, by final gRPC status code name ("OK", "UNAVAILABLE", ...). */

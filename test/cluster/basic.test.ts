@@ -7,6 +7,7 @@ import { Socket } from "node:net";
 import { credentials, makeGenericClientConstructor, status as GrpcStatus, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { RaftkvClient, RaftkvError } from "../../services/cli/client.js";
 import { type CallResult, KVClient } from "../../services/common/gen/raftkv/v1/kv.js";
+import { MAX_CALLS_IN_FLIGHT } from "../../services/node/server/client-api.js";
 import { TestCluster } from "./harness.js";
 
 const text = (b: Uint8Array | undefined) => (b ? Buffer.from(b).toString() : undefined);
@@ -236,6 +237,37 @@ describe("a 3-node cluster", () => {
     await assert.rejects(lonely.put("during-outage", "x"), (e: unknown) => e instanceof RaftkvError && ["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(e.codeName));
     assert.ok(Date.now() - t0 < 5000, "answered within the deadline");
     await assert.rejects(lonely.get("before-outage"), (e: unknown) => e instanceof RaftkvError && ["UNAVAILABLE", "DEADLINE_EXCEEDED"].includes(e.codeName));
+
+    // A KV.Calls stream holds at most MAX_CALLS_IN_FLIGHT calls: one more is refused at once, and
+    // the waiting ones end by their own timeout_ms (shorter than the node's 5 s).
+    const spec = c.specs.find((s) => s.id === leader)!;
+    const kv = new KVClient(`${spec.host}:${spec.clientPort}`, credentials.createInsecure());
+    try {
+      const stream = kv.calls();
+      stream.on("error", () => {});
+      const answers = new Map<number, { at: number; r: CallResult }>();
+      const all = new Promise<void>((resolve) =>
+        stream.on("data", (r: CallResult) => {
+          answers.set(r.callId, { at: Date.now(), r });
+          if (answers.size === MAX_CALLS_IN_FLIGHT + 1) resolve();
+        }),
+      );
+      const sent = Date.now();
+      for (let i = 1; i <= MAX_CALLS_IN_FLIGHT + 1; i++) {
+        stream.write({ callId: i, timeoutMs: 1000, op: { $case: "get", value: { key: Buffer.from("before-outage"), consistency: 0 } } });
+      }
+      await all;
+      stream.end();
+      const refused = answers.get(MAX_CALLS_IN_FLIGHT + 1)!;
+      assert.ok(refused.r.result?.$case === "error" && refused.r.result.value.code === GrpcStatus.RESOURCE_EXHAUSTED, JSON.stringify(refused.r));
+      assert.ok(refused.at - sent < 900, "refused at once, not after the others' timeout");
+      const codes = new Set([...answers.values()].filter((a) => a.r.callId <= MAX_CALLS_IN_FLIGHT).map((a) => (a.r.result?.$case === "error" ? a.r.result.value.code : 0)));
+      assert.ok([...codes].every((code) => code === GrpcStatus.UNAVAILABLE || code === GrpcStatus.DEADLINE_EXCEEDED), `codes ${[...codes].join(",")}`);
+      const last = Math.max(...[...answers.values()].map((a) => a.at));
+      assert.ok(last - sent < 3500, `the waiting calls ended by their 1 s timeout (${last - sent} ms)`);
+    } finally {
+      kv.close();
+    }
     c.spawn(others[0]);
     c.spawn(others[1]);
     await c.waitForLeader({ timeoutMs: 20_000 });

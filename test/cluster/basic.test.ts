@@ -3,10 +3,11 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { Socket } from "node:net";
 import { credentials, makeGenericClientConstructor, status as GrpcStatus, type ClientDuplexStream, type StatusObject } from "@grpc/grpc-js";
 import { RaftkvClient, RaftkvError } from "../../services/cli/client.js";
-import { type CallResult, KVClient } from "../../services/common/gen/raftkv/v1/kv.js";
+import { Call, type CallResult, KVClient } from "../../services/common/gen/raftkv/v1/kv.js";
 import { MAX_CALLS_IN_FLIGHT } from "../../services/node/server/client-api.js";
 import { TestCluster } from "./harness.js";
 
@@ -205,6 +206,40 @@ describe("a 3-node cluster", () => {
     const cl2 = client([spec.id]);
     await cl2.put("after-bad-call", "ok");
     assert.equal(text((await cl2.get("after-bad-call")).kv!.value), "ok");
+  });
+
+  test("a KV.Calls client that does not read its answers is held back by flow control; the node does not buffer them without bound", async () => {
+    const spec = c.specs[2];
+    const getCount = async () => {
+      const st = (await c.statuses()).get(spec.id)!;
+      const g = st.requests.find((r) => r.method === "Get");
+      return g ? Object.values(g.byCode).reduce((a, b) => a + b, 0) : 0;
+    };
+    const before = await getCount();
+    // Plain HTTP/2 with gRPC framing: a paused stream stops returning flow-control window.
+    const session = http2.connect(`http://${spec.host}:${spec.clientPort}`);
+    session.on("error", () => {});
+    const req = session.request({ ":method": "POST", ":path": "/raftkv.v1.KV/Calls", "content-type": "application/grpc", te: "trailers" });
+    req.on("error", () => {});
+    req.pause();
+    const N = 50_000;
+    const key = Buffer.from("calls/1");
+    for (let i = 1; i <= N; i++) {
+      const msg = Call.encode({ callId: i, timeoutMs: 5000, op: { $case: "get", value: { key, consistency: 1 } } }).finish();
+      const frame = Buffer.alloc(5 + msg.length);
+      frame.writeUInt32BE(msg.length, 1);
+      frame.set(msg, 5);
+      req.write(frame);
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+    const answered = (await getCount()) - before;
+    req.close();
+    session.destroy();
+    assert.ok(answered < N / 4, `the node answered ${answered} of ${N} calls nobody read`);
+    assert.ok(answered > 0);
+    const cl = client([spec.id]);
+    await cl.put("after-unread", "ok");
+    assert.equal(text((await cl.get("after-unread")).kv!.value), "ok");
   });
 
   test("/status, /livez and /readyz answer on every node", async () => {

@@ -211,8 +211,17 @@ export class ClientApi {
         },
       };
       this.callStreams.add(entry);
+      // A client that does not read its answers stops getting its calls read: while answers
+      // are backed up, the stream is paused (HTTP/2 flow control then holds the client back).
+      let paused = false;
       const answer = (callId: number, result: CallResult["result"]): void => {
-        if (!closed) stream.write({ callId, result });
+        if (closed || stream.write({ callId, result }) || paused) return;
+        paused = true;
+        stream.pause();
+        stream.once("drain", () => {
+          paused = false;
+          stream.resume();
+        });
       };
       const fail = (callId: number, code: number, message: string): void =>
         answer(callId, { $case: "error", value: { code, message, leaderId: this.driver.node.raft.lead } });

@@ -1,7 +1,8 @@
 // RaftkvClient: the one client of the raftkv gRPC API, used by the CLI, the cluster tests and the
 // benchmark. Any node accepts any request, so the client only has to find a node that answers:
 //  - one gRPC channel per endpoint (or a few, `channelsPerEndpoint`), reused by every call, so
-//    many requests can be in flight at once;
+//    many requests can be in flight at once; put/get/delete/deleteRange/CAS go as calls on one
+//    KV.Calls stream per channel (call-stream.ts), far cheaper than a unary call each;
 //  - writes go to the leader once it is known (a follower would forward them there anyway);
 //    reads go round-robin over the endpoints (every node serves them: serializable ones from
 //    its own state, linearizable ones after a ReadIndex round with the leader), skipping for a

@@ -80,8 +80,8 @@ const CALL_METHODS: Record<NonNullable<Call["op"]>["$case"], string> = {
 
 /**
  * Calls one KV.Calls stream may have in flight. Past it a call is refused at once with
- * RESOURCE_EXHAUSTED, so a client that never reads its answers cannot make the node hold an
- * unbounded number of them.
+ * RESOURCE_EXHAUSTED, so one stream cannot pile up an unbounded number of waiting requests
+ * (proposals, reads waiting for a read index) while the cluster has no quorum.
  */
 export const MAX_CALLS_IN_FLIGHT = 4096;
 

@@ -8,8 +8,9 @@
 //  - A node without KV.Calls (UNIMPLEMENTED) gets unary calls from then on, the calls in flight
 //    included.
 
-import { Metadata, status as GrpcStatus, type ClientDuplexStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
+import { status as GrpcStatus, type ClientDuplexStream, type ServiceError, type StatusObject } from "@grpc/grpc-js";
 import { type Call, type CallResult, type KVClient } from "../common/gen/raftkv/v1/kv.js";
+import { grpcError as callError } from "../common/grpc-error.js";
 
 export type CallOp = NonNullable<Call["op"]>;
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -27,13 +28,6 @@ interface Generation {
   stream: ClientDuplexStream<Call, CallResult>;
   pending: Map<number, Pending>;
   nextId: number;
-}
-
-/** A call's failure in the shape a unary call reports it (the leader in the raftkv-leader trailer). */
-export function callError(code: number, details: string, leader = ""): ServiceError {
-  const metadata = new Metadata();
-  if (leader) metadata.set("raftkv-leader", leader);
-  return Object.assign(new Error(details), { code, details, metadata }) as ServiceError;
 }
 
 export class CallStream {

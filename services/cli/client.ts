@@ -31,6 +31,7 @@ import {
   type ServiceError,
 } from "@grpc/grpc-js";
 import { CallStream, type CallOp } from "./call-stream.js";
+import { LEADER_TRAILER } from "../common/grpc-error.js";
 import {
   KVClient,
   ReadConsistency,
@@ -687,7 +688,7 @@ function callOnce<Res>(invoke: Invoke<Res>, ep: Endpoint, deadline: number): Pro
 
 /** The leader an error names: the `raftkv-leader` trailer, else "leader is X" in the message. */
 export function leaderHint(err: Partial<ServiceError>): string {
-  const md = err.metadata?.get?.("raftkv-leader");
+  const md = err.metadata?.get?.(LEADER_TRAILER);
   if (md && md.length > 0 && String(md[0])) return String(md[0]);
   const m = /leader (?:is|=) ?([A-Za-z0-9][\w.-]*)/i.exec(err.details ?? err.message ?? "");
   return m ? m[1]! : "";

@@ -2,9 +2,10 @@
 // scripts per call, and records every request it gets. The client's retry, failover and output
 // formatting are tested against it over the network, the way they meet a real node.
 
-import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type ServiceError } from "@grpc/grpc-js";
+import { Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type ServiceError } from "@grpc/grpc-js";
 import { type Call, type CallResult, KVService, type ResponseHeader } from "../common/gen/raftkv/v1/kv.js";
 import { ClusterService, type StatusResponse } from "../common/gen/raftkv/v1/cluster.js";
+import { grpcError, LEADER_TRAILER } from "../common/grpc-error.js";
 
 export type Method =
   | "put"
@@ -45,11 +46,7 @@ export interface ScriptedServer {
 }
 
 /** A gRPC error as the node sends it (UNAVAILABLE names the leader in a trailer and the text). */
-export function grpcError(code: number, message: string, leader = ""): ServiceError {
-  const md = new Metadata();
-  if (leader) md.set("raftkv-leader", leader);
-  return Object.assign(new Error(message), { code, details: message, metadata: md }) as ServiceError;
-}
+export { grpcError };
 
 export function header(memberId: string, leaderId: string, revision = 1, term = 1): ResponseHeader {
   return { memberId, term, revision, leaderId };
@@ -109,7 +106,7 @@ export async function startScriptedServer(
       if (!c.op) return;
       const op = c.op;
       serve(op.$case, true)({ request: op.value }, (err, res) => {
-        const lead = err?.metadata?.get("raftkv-leader")?.[0];
+        const lead = err?.metadata?.get(LEADER_TRAILER)?.[0];
         const result = err
           ? { $case: "error" as const, value: { code: err.code ?? GrpcStatus.UNKNOWN, message: err.details ?? err.message, leaderId: lead ? String(lead) : "" } }
           : ({ $case: op.$case, value: res } as CallResult["result"]);

@@ -7,7 +7,7 @@
 // The KV operations are served twice over: as unary methods, and as calls multiplexed on one
 // long-lived stream (KV.Calls, what RaftkvClient uses); both run the same handler.
 
-import { type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, status as Status, type ServiceError, Metadata } from "@grpc/grpc-js";
+import { type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData, status as Status } from "@grpc/grpc-js";
 import { randomBytes } from "node:crypto";
 import { type Logger } from "pino";
 import {
@@ -38,12 +38,13 @@ import {
   type RequestId,
   type ResponseHeader,
 } from "../../common/gen/raftkv/v1/kv.js";
+import { grpcError } from "../../common/grpc-error.js";
 import { Histogram } from "../../common/histogram.js";
 import { type StatusDocument } from "../../common/status.js";
 import { VERSION } from "../../common/version.js";
 import { type ApplyResult } from "../kv/results.js";
 import { InvalidArgumentError } from "../kv/validate.js";
-import { NONE, Role } from "../raft/types.js";
+import { Role } from "../raft/types.js";
 import { type Driver, RequestError } from "./driver.js";
 
 interface MethodStats {
@@ -184,7 +185,7 @@ export class ClientApi {
     return (call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>): void => {
       this.run(method, f, call.request, this.deadline(call as ServerUnaryCall<unknown, unknown>), (res, code, message) => {
         if (code === Status.OK) callback(null, res);
-        else callback(serviceError(code, message, this.driver.node.raft.lead));
+        else callback(grpcError(code, message, this.driver.node.raft.lead));
       });
     };
   }
@@ -401,10 +402,4 @@ export class ClientApi {
 
 function unexpected(res: ApplyResult): Error {
   return new Error(`unexpected apply result of type ${res.type}`);
-}
-
-function serviceError(code: number, message: string, leader: string): ServiceError {
-  const md = new Metadata();
-  if (leader !== NONE) md.set("raftkv-leader", leader);
-  return Object.assign(new Error(message), { code, details: message, metadata: md }) as ServiceError;
 }

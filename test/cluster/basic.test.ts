@@ -136,6 +136,25 @@ describe("a 3-node cluster", () => {
     assert.equal(text((await cl.get("after-garbage")).kv!.value), "ok");
   });
 
+  test("the unary KV methods (for grpcurl and other clients) answer as the calls on KV.Calls do", async () => {
+    const unary = new RaftkvClient({ endpoints: c.endpoints(), timeoutMs: 5000, streamCalls: false });
+    clients.push(unary);
+    const streamed = client();
+    const a = await unary.put("unary/k", "1");
+    const b = await streamed.put("unary/k", "2");
+    assert.equal(b.kv!.createRevision, a.kv!.modRevision);
+    assert.equal(text((await unary.get("unary/k")).kv!.value), "2");
+    assert.equal((await unary.compareAndSwap("unary/k", { expectedVersion: 2 }, "3")).succeeded, true);
+    assert.equal((await unary.compareAndSwap("unary/k", { expectedValue: "2" }, "4")).succeeded, false);
+    assert.equal(text((await streamed.get("unary/k")).kv!.value), "3");
+    assert.equal((await unary.delete("unary/k")).deleted, 1);
+    assert.equal((await unary.deleteRange({ prefix: "unary/" })).deleted, 0);
+    await assert.rejects(unary.put("", "x"), (e: unknown) => e instanceof RaftkvError && e.codeName === "INVALID_ARGUMENT" && /empty/.test(e.message));
+    // Both kinds count under the method's name, on the node that answered (the leader, for writes).
+    const puts = [...(await c.statuses()).values()].flatMap((st) => st.requests.filter((r) => r.method === "Put"));
+    assert.ok(puts.reduce((n, r) => n + (r.byCode.OK ?? 0), 0) >= 2, JSON.stringify(puts));
+  });
+
   test("KV.Calls: many calls in flight on one stream, each answered once by its call id; a bad call gets its own error", async () => {
     const spec = c.specs[1];
     const kv = new KVClient(`${spec.host}:${spec.clientPort}`, credentials.createInsecure());

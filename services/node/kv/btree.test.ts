@@ -79,12 +79,10 @@ test("the B+ tree index agrees with a Map + sort for random sequences of set, de
             break;
           }
           case "deleteRange": {
-            const doomed: string[] = [];
-            tree.forRange(o.low, o.high, (k) => {
-              doomed.push(k);
-            });
-            for (const k of doomed) tree.delete(k);
-            for (const k of [...model.keys()]) if (inRange(k, o.low, o.high)) model.delete(k);
+            const doomed = [...model.keys()].filter((k) => inRange(k, o.low, o.high));
+            assert.equal(tree.deleteRange(o.low, o.high), doomed.length);
+            for (const k of doomed) model.delete(k);
+            tree.checkValid();
             break;
           }
           case "clone":

@@ -302,12 +302,8 @@ export class KvStore {
       }
       case "deleteRange": {
         const [low, high] = rangeBounds(op.value);
-        const doomed: BinaryKey[] = [];
-        this.tree.forRange(low, high, (k) => {
-          doomed.push(k);
-        });
-        for (const k of doomed) this.tree.delete(k);
-        return { type: "deleteRange", response: { header: undefined, deleted: doomed.length } };
+        const deleted = this.tree.deleteRange(low, high);
+        return { type: "deleteRange", response: { header: undefined, deleted } };
       }
       case "cas": {
         const { key, expectedValue, expectedVersion, newValue } = op.value;

@@ -438,11 +438,15 @@ export class RaftkvClient {
     return ep;
   }
 
+  /** The endpoint's channels taken in turn: the index of the next one. */
+  private nextChannel(ep: Endpoint): number {
+    const i = ep.next;
+    ep.next = (i + 1) % ep.kv.length;
+    return i;
+  }
+
   private kv(ep: Endpoint): KVClient {
-    if (ep.kv.length === 1) return ep.kv[0]!;
-    const c = ep.kv[ep.next]!;
-    ep.next = (ep.next + 1) % ep.kv.length;
-    return c;
+    return ep.kv[this.nextChannel(ep)]!;
   }
 
   /**
@@ -450,8 +454,7 @@ export class RaftkvClient {
    * its channels (streams off, a large call, or a node without KV.Calls).
    */
   private callOn<Res>(ep: Endpoint, op: CallOp, o: Partial<CallOptions>, cb: Callback<Res>, unary: (c: KVClient) => void): void {
-    const i = ep.next;
-    ep.next = (i + 1) % ep.kv.length;
+    const i = this.nextChannel(ep);
     const go = () => unary(ep.kv[i]!);
     const stream = ep.streams[i];
     if (!stream || callBytes(op) > MAX_STREAM_CALL_BYTES) go();
@@ -459,10 +462,7 @@ export class RaftkvClient {
   }
 
   private cl(ep: Endpoint): ClusterClient {
-    if (ep.cluster.length === 1) return ep.cluster[0]!;
-    const c = ep.cluster[ep.next]!;
-    ep.next = (ep.next + 1) % ep.cluster.length;
-    return c;
+    return ep.cluster[this.nextChannel(ep)]!;
   }
 
   private callTimeout(opts: CallOpts | undefined): number {

@@ -63,18 +63,21 @@ class Model {
 
   /** The log with `it` written up to `upTo`, as a copy (the candidates a check compares with). */
   apply(it: Intent, upTo = it.end): Map<number, number> {
-    const t = new Map(this.terms);
-    for (let i = it.start; i <= this.last; i++) t.delete(i);
-    for (let i = it.start; i <= upTo; i++) t.set(i, it.term);
-    return t;
+    return this.write(new Map(this.terms), it, upTo);
   }
 
   /** Folds in an acknowledged batch, in place: a report can hold tens of thousands of them. */
   ack(it: Intent): void {
-    for (let i = it.start; i <= this.last; i++) this.terms.delete(i);
-    for (let i = it.start; i <= it.end; i++) this.terms.set(i, it.term);
+    this.write(this.terms, it, it.end);
     this.last = it.end;
     this.commit = it.commit;
+  }
+
+  /** Writes `it` up to `upTo` into terms: from it.start on, the old suffix goes. */
+  private write(terms: Map<number, number>, it: Intent, upTo: number): Map<number, number> {
+    for (let i = it.start; i <= this.last; i++) terms.delete(i);
+    for (let i = it.start; i <= upTo; i++) terms.set(i, it.term);
+    return terms;
   }
 }
 
